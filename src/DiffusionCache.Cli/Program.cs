@@ -1,0 +1,1 @@
+Console.WriteLine("diffcache: CLI under construction");
