@@ -1,0 +1,54 @@
+using System.Text.Json;
+using DiffusionCache.Formats.Safetensors;
+
+namespace DiffusionCache.Parity;
+
+/// <summary>A folder of golden reference data: <c>manifest.json</c>, <c>models/</c>, <c>cases/</c>
+/// (layout in shared/golden/README.md).</summary>
+public sealed class GoldenFolder : IDisposable
+{
+    private readonly JsonDocument _manifest;
+
+    public string Path { get; }
+    public string Kind { get; }
+    public JsonElement Manifest => _manifest.RootElement;
+    public IReadOnlyList<JsonElement> Cases { get; }
+
+    private GoldenFolder(string path, JsonDocument manifest)
+    {
+        Path = path;
+        _manifest = manifest;
+        var root = manifest.RootElement;
+        Kind = root.TryGetProperty("kind", out var kind) && kind.ValueKind == JsonValueKind.String
+            ? kind.GetString()!
+            : throw new DiffusionCacheException($"{ManifestPath(path)}: missing string field 'kind'");
+        Cases = root.TryGetProperty("cases", out var cases) && cases.ValueKind == JsonValueKind.Array
+            ? cases.EnumerateArray().ToArray()
+            : throw new DiffusionCacheException($"{ManifestPath(path)}: missing array field 'cases'");
+    }
+
+    public static GoldenFolder Open(string path)
+    {
+        if (!Directory.Exists(path)) throw new DiffusionCacheException($"{path}: golden folder not found");
+        string manifest = ManifestPath(path);
+        if (!File.Exists(manifest)) throw new DiffusionCacheException($"{manifest}: not found");
+        try
+        {
+            return new GoldenFolder(path, JsonDocument.Parse(File.ReadAllBytes(manifest)));
+        }
+        catch (JsonException e)
+        {
+            throw new DiffusionCacheException($"{manifest}: not valid JSON ({e.Message})", e);
+        }
+    }
+
+    /// <summary>Opens the tensors file of a case (its <c>tensors</c> field, relative to the folder).</summary>
+    public SafetensorsFile OpenTensors(JsonElement @case) =>
+        SafetensorsFile.Open(System.IO.Path.Combine(Path, @case.GetProperty("tensors").GetString()!));
+
+    public string Resolve(string relative) => System.IO.Path.Combine(Path, relative);
+
+    private static string ManifestPath(string path) => System.IO.Path.Combine(path, "manifest.json");
+
+    public void Dispose() => _manifest.Dispose();
+}
