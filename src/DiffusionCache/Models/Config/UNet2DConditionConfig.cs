@@ -1,0 +1,172 @@
+using System.Text.Json;
+
+namespace DiffusionCache.Models.Config;
+
+/// <summary>
+/// The <c>config.json</c> of a diffusers <c>UNet2DConditionModel</c> (Stable Diffusion 1.x/2.x family), with
+/// per-block lists already expanded. Property defaults describe Stable Diffusion 1.5; keys missing from a file
+/// take diffusers 0.27.2's defaults. Only what we implement is representable;
+/// anything else is refused by <see cref="Read"/>.
+/// </summary>
+public sealed record UNet2DConditionConfig
+{
+    public int InChannels { get; init; } = 4;
+    public int OutChannels { get; init; } = 4;
+    public int SampleSize { get; init; } = 64;
+    public bool CenterInputSample { get; init; }
+    public bool FlipSinToCos { get; init; } = true;
+    public int FreqShift { get; init; }
+    public IReadOnlyList<string> DownBlockTypes { get; init; } =
+        ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
+    /// <summary><c>UNetMidBlock2DCrossAttn</c> or null (no mid block).</summary>
+    public string? MidBlockType { get; init; } = "UNetMidBlock2DCrossAttn";
+    public IReadOnlyList<string> UpBlockTypes { get; init; } =
+        ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"];
+    public IReadOnlyList<bool> OnlyCrossAttention { get; init; } = [false, false, false, false];
+    public IReadOnlyList<int> BlockOutChannels { get; init; } = [320, 640, 1280, 1280];
+    public IReadOnlyList<int> LayersPerBlock { get; init; } = [2, 2, 2, 2];
+    public int DownsamplePadding { get; init; } = 1;
+    public double MidBlockScaleFactor { get; init; } = 1.0;
+    public string ActFn { get; init; } = "silu";
+    /// <summary>Null disables <c>conv_norm_out</c>, as in diffusers.</summary>
+    public int? NormNumGroups { get; init; } = 32;
+    public double NormEps { get; init; } = 1e-5;
+    public IReadOnlyList<int> CrossAttentionDim { get; init; } = [768, 768, 768, 768];
+    public IReadOnlyList<int> TransformerLayersPerBlock { get; init; } = [1, 1, 1, 1];
+    /// <summary>Heads per down block. diffusers 0.27.2 reads <c>attention_head_dim</c> as the head count when
+    /// <c>num_attention_heads</c> is null (a naming quirk kept for SD checkpoints).</summary>
+    public IReadOnlyList<int> NumAttentionHeads { get; init; } = [8, 8, 8, 8];
+    public bool UseLinearProjection { get; init; }
+    public bool UpcastAttention { get; init; }
+    public int? NumClassEmbeds { get; init; }
+    public bool ClassEmbeddingsConcat { get; init; }
+    /// <summary><c>default</c> (add temb before norm2) or <c>scale_shift</c> (FiLM after norm2).</summary>
+    public string ResnetTimeScaleShift { get; init; } = "default";
+    public int? TimeEmbeddingDim { get; init; }
+    public int ConvInKernel { get; init; } = 3;
+    public int ConvOutKernel { get; init; } = 3;
+
+    public int TimeEmbedDim => TimeEmbeddingDim ?? BlockOutChannels[0] * 4;
+    public int BlocksTimeEmbedDim => ClassEmbeddingsConcat ? TimeEmbedDim * 2 : TimeEmbedDim;
+
+    /// <summary>Stable Diffusion 1.5's U-Net.</summary>
+    public static UNet2DConditionConfig StableDiffusion15 { get; } = new() { SampleSize = 64 };
+
+    /// <summary>Stable Diffusion 2.1's U-Net (768-v): 1024-d OpenCLIP context, linear projections, heads [5,10,20,20].</summary>
+    public static UNet2DConditionConfig StableDiffusion21 { get; } = new()
+    {
+        SampleSize = 96,
+        CrossAttentionDim = [1024, 1024, 1024, 1024],
+        NumAttentionHeads = [5, 10, 20, 20],
+        UseLinearProjection = true,
+        UpcastAttention = true,
+    };
+
+    public static UNet2DConditionConfig FromFile(string path)
+    {
+        var reader = ConfigReader.FromFile(path, out var doc);
+        using (doc) return Read(reader);
+    }
+
+    public static UNet2DConditionConfig Read(ConfigReader r)
+    {
+        var cls = r.String("_class_name", "UNet2DConditionModel");
+        if (cls != "UNet2DConditionModel") throw r.Error($"expected a UNet2DConditionModel config, found '{cls}'");
+        var d = new UNet2DConditionConfig();
+        var blockOut = r.Ints("block_out_channels", d.BlockOutChannels);
+        int n = blockOut.Count;
+        var downTypes = r.Strings("down_block_types", d.DownBlockTypes);
+        var upTypes = r.Strings("up_block_types", d.UpBlockTypes);
+        if (downTypes.Count != n || upTypes.Count != n)
+            throw r.Error($"down_block_types ({downTypes.Count}), up_block_types ({upTypes.Count}) and block_out_channels ({n}) must have equal length");
+        foreach (var t in downTypes)
+            if (t is not ("CrossAttnDownBlock2D" or "DownBlock2D")) throw r.Unsupported("down_block_types", $"\"{t}\"");
+        foreach (var t in upTypes)
+            if (t is not ("CrossAttnUpBlock2D" or "UpBlock2D")) throw r.Unsupported("up_block_types", $"\"{t}\"");
+        var mid = r.String("mid_block_type", d.MidBlockType);
+        if (mid is not (null or "UNetMidBlock2DCrossAttn")) throw r.Unsupported("mid_block_type", $"\"{mid}\"");
+
+        var act = r.String("act_fn", "silu")!;
+        if (act is not ("silu" or "swish")) throw r.Unsupported("act_fn", $"\"{act}\"");
+        var timeShift = r.String("resnet_time_scale_shift", "default")!;
+        if (timeShift is not ("default" or "scale_shift")) throw r.Unsupported("resnet_time_scale_shift", $"\"{timeShift}\"");
+
+        var headDim = r.IntOrList("attention_head_dim", n) ?? Enumerable.Repeat(8, n).ToArray();
+        var heads = r.IntOrList("num_attention_heads", n) ?? headDim;   // the diffusers quirk, see NumAttentionHeads
+        var crossDim = r.IntOrList("cross_attention_dim", n) ?? Enumerable.Repeat(1280, n).ToArray();
+        var layers = r.IntOrList("layers_per_block", n) ?? Enumerable.Repeat(2, n).ToArray();
+        IReadOnlyList<int> transformerLayers;
+        try { transformerLayers = r.IntOrList("transformer_layers_per_block", n) ?? Enumerable.Repeat(1, n).ToArray(); }
+        catch (ConfigException) { throw r.Unsupported("transformer_layers_per_block", "nested per-layer lists"); }
+        var oca = r.BoolOrList("only_cross_attention", n, out var ocaList);
+        IReadOnlyList<bool> onlyCross = ocaList ?? Enumerable.Repeat(oca ?? false, n).ToArray();
+
+        r.RequireNull("reverse_transformer_layers_per_block");
+        r.RequireNull("encoder_hid_dim");
+        r.RequireNull("encoder_hid_dim_type");
+        r.RequireNull("class_embed_type");
+        r.RequireNull("addition_embed_type");
+        r.RequireNull("time_embedding_act_fn");
+        r.RequireNull("timestep_post_act");
+        r.RequireNull("time_cond_proj_dim");
+        r.RequireNull("cross_attention_norm");
+        r.RequireNull("projection_class_embeddings_input_dim");
+        r.RequireAbsentOr("dual_cross_attention", false, k => r.Bool(k, false));
+        r.RequireAbsentOr("time_embedding_type", "positional", k => r.String(k, "positional")!);
+        r.RequireAbsentOr("attention_type", "default", k => r.String(k, "default")!);
+        r.RequireAbsentOr("resnet_skip_time_act", false, k => r.Bool(k, false));
+        r.RequireAbsentOr("resnet_out_scale_factor", 1.0, k => r.Double(k, 1.0));
+        r.RequireAbsentOr("mid_block_add_attention", true, k => r.Bool(k, true));
+        // Inference-time no-ops: dropout is off in eval; the addition-embedding sizes only matter with
+        // addition_embed_type (refused above); mid_block_only_cross_attention only affects the SimpleCrossAttn mid block.
+        r.Informative("sample_size", "dropout", "addition_embed_type_num_heads", "addition_time_embed_dim",
+            "mid_block_only_cross_attention");
+
+        var config = new UNet2DConditionConfig
+        {
+            InChannels = r.Int("in_channels", d.InChannels),
+            OutChannels = r.Int("out_channels", d.OutChannels),
+            SampleSize = r.Int("sample_size", d.SampleSize),
+            CenterInputSample = r.Bool("center_input_sample", false),
+            FlipSinToCos = r.Bool("flip_sin_to_cos", true),
+            FreqShift = r.Int("freq_shift", 0),
+            DownBlockTypes = downTypes,
+            MidBlockType = mid,
+            UpBlockTypes = upTypes,
+            OnlyCrossAttention = onlyCross,
+            BlockOutChannels = blockOut,
+            LayersPerBlock = layers,
+            DownsamplePadding = r.Int("downsample_padding", 1),
+            MidBlockScaleFactor = r.Double("mid_block_scale_factor", 1.0),
+            ActFn = "silu",
+            NormNumGroups = r.NullableInt("norm_num_groups", whenAbsent: 32),
+            NormEps = r.Double("norm_eps", 1e-5),
+            CrossAttentionDim = crossDim,
+            TransformerLayersPerBlock = transformerLayers,
+            NumAttentionHeads = heads,
+            UseLinearProjection = r.Bool("use_linear_projection", false),
+            UpcastAttention = r.Bool("upcast_attention", false),
+            NumClassEmbeds = r.NullableInt("num_class_embeds"),
+            ClassEmbeddingsConcat = r.Bool("class_embeddings_concat", false),
+            ResnetTimeScaleShift = timeShift,
+            TimeEmbeddingDim = r.NullableInt("time_embedding_dim"),
+            ConvInKernel = r.Int("conv_in_kernel", 3),
+            ConvOutKernel = r.Int("conv_out_kernel", 3),
+        };
+        r.EnsureAllRead();
+        config.Validate(r);
+        return config;
+    }
+
+    private void Validate(ConfigReader r)
+    {
+        for (int i = 0; i < BlockOutChannels.Count; i++)
+        {
+            if (BlockOutChannels[i] % NumAttentionHeads[i] != 0)
+                throw r.Error($"block {i}: {BlockOutChannels[i]} channels are not divisible by {NumAttentionHeads[i]} heads");
+            if (NormNumGroups is int g && BlockOutChannels[i] % g != 0)
+                throw r.Error($"block {i}: {BlockOutChannels[i]} channels are not divisible by norm_num_groups {g}");
+        }
+        if (ConvInKernel % 2 == 0 || ConvOutKernel % 2 == 0) throw r.Error("conv_in_kernel and conv_out_kernel must be odd");
+    }
+}

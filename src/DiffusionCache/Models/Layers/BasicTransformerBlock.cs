@@ -1,0 +1,45 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Layers;
+
+/// <summary>diffusers <c>BasicTransformerBlock</c> (layer_norm type): self-attention, cross-attention, GEGLU
+/// feed-forward, each pre-normed and residual.</summary>
+public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
+{
+    private readonly LayerNorm _norm1, _norm2, _norm3;
+    private readonly Attention _attn1, _attn2;
+    private readonly FeedForward _ff;
+    private readonly bool _onlyCrossAttention;
+
+    public BasicTransformerBlock(int dim, int heads, int dimHead, int crossAttentionDim, bool onlyCrossAttention)
+        : base(nameof(BasicTransformerBlock))
+    {
+        _onlyCrossAttention = onlyCrossAttention;
+        _norm1 = nn.LayerNorm([dim], 1e-5, elementwise_affine: true);
+        _attn1 = new Attention(new AttentionOptions(dim, heads, dimHead)
+        {
+            CrossAttentionDim = onlyCrossAttention ? crossAttentionDim : null,
+        });
+        _norm2 = nn.LayerNorm([dim], 1e-5, elementwise_affine: true);
+        _attn2 = new Attention(new AttentionOptions(dim, heads, dimHead) { CrossAttentionDim = crossAttentionDim });
+        _norm3 = nn.LayerNorm([dim], 1e-5, elementwise_affine: true);
+        _ff = new FeedForward(dim);
+        register_module("norm1", _norm1);
+        register_module("attn1", _attn1);
+        register_module("norm2", _norm2);
+        register_module("attn2", _attn2);
+        register_module("norm3", _norm3);
+        register_module("ff", _ff);
+    }
+
+    public override Tensor forward(Tensor x, Tensor? context)
+    {
+        using var scope = NewDisposeScope();
+        x = _attn1.forward(_norm1.forward(x), _onlyCrossAttention ? context : null) + x;
+        x = _attn2.forward(_norm2.forward(x), context) + x;
+        x = _ff.forward(_norm3.forward(x)) + x;
+        return x.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,27 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Layers;
+
+/// <summary>diffusers <c>Downsample2D</c> with use_conv: a stride-2 3x3 conv (parameter name <c>conv</c>).
+/// With padding 0 diffusers pads right/bottom by one first.</summary>
+public sealed class Downsample2D : nn.Module<Tensor, Tensor>
+{
+    private readonly Conv2d _conv;
+    private readonly int _padding;
+
+    public Downsample2D(int channels, int outChannels, int padding) : base(nameof(Downsample2D))
+    {
+        _padding = padding;
+        _conv = nn.Conv2d(channels, outChannels, 3, stride: 2, padding: padding);
+        register_module("conv", _conv);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        if (_padding != 0) return _conv.forward(x);
+        using var padded = nn.functional.pad(x, [0, 1, 0, 1]);
+        return _conv.forward(padded);
+    }
+}

@@ -1,0 +1,46 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Layers;
+
+/// <summary>diffusers <c>GEGLU</c>: proj to 2x width, value * gelu(gate).</summary>
+public sealed class GEGLU : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear _proj;
+
+    public GEGLU(int dimIn, int dimOut) : base(nameof(GEGLU))
+    {
+        _proj = nn.Linear(dimIn, dimOut * 2);
+        register_module("proj", _proj);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var projected = _proj.forward(x);
+        var parts = projected.chunk(2, -1);
+        using var value = parts[0];
+        using var gate = parts[1];
+        using var activated = nn.functional.gelu(gate);
+        return value * activated;
+    }
+}
+
+/// <summary>diffusers <c>FeedForward</c> with GEGLU (its <c>net</c> is [GEGLU, Dropout, Linear]).</summary>
+public sealed class FeedForward : nn.Module<Tensor, Tensor>
+{
+    private readonly ModuleList<nn.Module<Tensor, Tensor>> _net;
+
+    public FeedForward(int dim, int mult = 4) : base(nameof(FeedForward))
+    {
+        int inner = dim * mult;
+        _net = nn.ModuleList<nn.Module<Tensor, Tensor>>(new GEGLU(dim, inner), nn.Dropout(0.0), nn.Linear(inner, dim));
+        register_module("net", _net);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var h = _net[0].forward(x);
+        return _net[2].forward(h);
+    }
+}

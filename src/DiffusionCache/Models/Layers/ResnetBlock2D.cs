@@ -1,0 +1,85 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Layers;
+
+/// <summary>
+/// diffusers <c>ResnetBlock2D</c> (pre-norm, SiLU): out = (shortcut(x) + conv2(act(norm2(conv1(act(norm1(x))) + temb)))) / osf.
+/// <see cref="PassThrough"/> exposes the residual path so that callers can split out = C + PassThrough(x)
+/// (Block Caching eq. 4; the 1x1 <c>conv_shortcut</c> belongs to the pass-through).
+/// </summary>
+public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
+{
+    private readonly GroupNorm _norm1;
+    private readonly Conv2d _conv1;
+    private readonly Linear? _timeEmbProj;
+    private readonly GroupNorm _norm2;
+    private readonly Conv2d _conv2;
+    private readonly Conv2d? _convShortcut;
+    private readonly double _outputScaleFactor;
+    private readonly bool _scaleShift;
+
+    public int InChannels { get; }
+    public int OutChannels { get; }
+    public bool HasConvShortcut => _convShortcut is not null;
+
+    public ResnetBlock2D(int inChannels, int outChannels, int? tembChannels, int groups, double eps,
+        double outputScaleFactor = 1.0, string timeEmbeddingNorm = "default") : base(nameof(ResnetBlock2D))
+    {
+        InChannels = inChannels;
+        OutChannels = outChannels;
+        _outputScaleFactor = outputScaleFactor;
+        _scaleShift = timeEmbeddingNorm == "scale_shift";
+        _norm1 = nn.GroupNorm(groups, inChannels, eps, affine: true);
+        _conv1 = nn.Conv2d(inChannels, outChannels, 3, stride: 1, padding: 1);
+        if (tembChannels is int t) _timeEmbProj = nn.Linear(t, _scaleShift ? 2 * outChannels : outChannels);
+        _norm2 = nn.GroupNorm(groups, outChannels, eps, affine: true);
+        _conv2 = nn.Conv2d(outChannels, outChannels, 3, stride: 1, padding: 1);
+        if (inChannels != outChannels) _convShortcut = nn.Conv2d(inChannels, outChannels, 1L, stride: 1L, padding: 0L);
+
+        register_module("norm1", _norm1);
+        register_module("conv1", _conv1);
+        if (_timeEmbProj is not null) register_module("time_emb_proj", _timeEmbProj);
+        register_module("norm2", _norm2);
+        register_module("conv2", _conv2);
+        if (_convShortcut is not null) register_module("conv_shortcut", _convShortcut);
+    }
+
+    public override Tensor forward(Tensor x, Tensor temb)
+    {
+        using var scope = NewDisposeScope();
+        var h = _conv1.forward(nn.functional.silu(_norm1.forward(x)));
+        if (_timeEmbProj is not null)
+        {
+            var t = _timeEmbProj.forward(nn.functional.silu(temb)).unsqueeze(-1).unsqueeze(-1);
+            if (_scaleShift)
+            {
+                var parts = t.chunk(2, 1);
+                h = _norm2.forward(h) * (parts[0] + 1) + parts[1];
+            }
+            else
+            {
+                h = _norm2.forward(h + t);
+            }
+        }
+        else
+        {
+            h = _norm2.forward(h);
+        }
+        h = _conv2.forward(nn.functional.silu(h));
+        var shortcut = _convShortcut is null ? x : _convShortcut.forward(x);
+        var output = shortcut + h;
+        if (_outputScaleFactor != 1.0) output = output / _outputScaleFactor;
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>shortcut(x) / output_scale_factor: the part of the output that is not the block's change.</summary>
+    public Tensor PassThrough(Tensor x)
+    {
+        if (_convShortcut is null) return _outputScaleFactor == 1.0 ? x.alias() : x / _outputScaleFactor;
+        var s = _convShortcut.forward(x);
+        if (_outputScaleFactor == 1.0) return s;
+        using (s) return s / _outputScaleFactor;
+    }
+}

@@ -1,0 +1,27 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Layers;
+
+/// <summary>diffusers <c>TimestepEmbedding</c>: linear_1, SiLU, linear_2.</summary>
+public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear _linear1;
+    private readonly Linear _linear2;
+
+    public TimestepEmbedding(int inChannels, int embedDim) : base("time_embedding")
+    {
+        _linear1 = nn.Linear(inChannels, embedDim);
+        _linear2 = nn.Linear(embedDim, embedDim);
+        register_module("linear_1", _linear1);
+        register_module("linear_2", _linear2);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var h = _linear1.forward(x);
+        using var a = nn.functional.silu(h);
+        return _linear2.forward(a);
+    }
+}

@@ -1,0 +1,55 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Layers;
+
+/// <summary>
+/// diffusers <c>Transformer2DModel</c> for continuous input (the papers' "spatial transformer"): GroupNorm
+/// (eps 1e-6), proj_in (1x1 conv or linear), BasicTransformerBlocks over the H*W tokens, proj_out, plus the
+/// input. So out = C(in) + in (Block Caching eq. 4).
+/// </summary>
+public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
+{
+    private readonly GroupNorm _norm;
+    private readonly nn.Module<Tensor, Tensor> _projIn, _projOut;
+    private readonly ModuleList<BasicTransformerBlock> _blocks;
+    private readonly bool _linear;
+    private readonly int _inner;
+
+    public Transformer2DModel(int channels, int heads, int dimHead, int layers, int crossAttentionDim, int groups,
+        bool useLinearProjection, bool onlyCrossAttention) : base(nameof(Transformer2DModel))
+    {
+        _linear = useLinearProjection;
+        _inner = heads * dimHead;
+        _norm = nn.GroupNorm(groups, channels, 1e-6, affine: true);
+        _projIn = useLinearProjection ? nn.Linear(channels, _inner) : nn.Conv2d(channels, _inner, 1);
+        _blocks = nn.ModuleList(Enumerable.Range(0, layers)
+            .Select(_ => new BasicTransformerBlock(_inner, heads, dimHead, crossAttentionDim, onlyCrossAttention)).ToArray());
+        _projOut = useLinearProjection ? nn.Linear(_inner, channels) : nn.Conv2d(_inner, channels, 1);
+        register_module("norm", _norm);
+        register_module("proj_in", _projIn);
+        register_module("transformer_blocks", _blocks);
+        register_module("proj_out", _projOut);
+    }
+
+    public override Tensor forward(Tensor x, Tensor? context)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], h = x.shape[2], w = x.shape[3];
+        var hidden = _norm.forward(x);
+        hidden = _linear
+            ? _projIn.forward(ToTokens(hidden))
+            : ToTokens(_projIn.forward(hidden));
+        foreach (var block in _blocks) hidden = block.forward(hidden, context);
+        hidden = _linear
+            ? ToImage(_projOut.forward(hidden), b, h, w)
+            : _projOut.forward(ToImage(hidden, b, h, w));
+        return (hidden + x).MoveToOuterDisposeScope();
+    }
+
+    private static Tensor ToTokens(Tensor t) => t.permute(0, 2, 3, 1).reshape(t.shape[0], t.shape[2] * t.shape[3], t.shape[1]);
+
+    private static Tensor ToImage(Tensor t, long b, long h, long w) =>
+        t.reshape(b, h, w, t.shape[2]).permute(0, 3, 1, 2).contiguous();
+}

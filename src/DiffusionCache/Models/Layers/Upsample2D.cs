@@ -1,0 +1,28 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Layers;
+
+/// <summary>diffusers <c>Upsample2D</c> with use_conv: nearest-neighbour 2x (or to an explicit size when the
+/// input side was not a multiple of the total down factor), then a 3x3 conv.</summary>
+public sealed class Upsample2D : nn.Module<Tensor, Tensor>
+{
+    private readonly Conv2d _conv;
+
+    public Upsample2D(int channels, int outChannels) : base(nameof(Upsample2D))
+    {
+        _conv = nn.Conv2d(channels, outChannels, 3, stride: 1, padding: 1);
+        register_module("conv", _conv);
+    }
+
+    public override Tensor forward(Tensor x) => Forward(x, null);
+
+    public Tensor Forward(Tensor x, long[]? outputSize)
+    {
+        using var up = outputSize is null
+            ? nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
+            : nn.functional.interpolate(x, size: outputSize, mode: InterpolationMode.Nearest);
+        return _conv.forward(up);
+    }
+}

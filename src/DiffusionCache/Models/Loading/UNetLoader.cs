@@ -1,0 +1,54 @@
+using System.Text.Json;
+using DiffusionCache.Models.Config;
+using DiffusionCache.Models.UNets;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Loading;
+
+/// <summary>Builds a U-Net from a diffusers model folder (<c>config.json</c> + weights), choosing the class from
+/// <c>_class_name</c>.</summary>
+public static class UNetLoader
+{
+    /// <param name="variant">Weights variant such as "fp16" (<c>diffusion_pytorch_model.fp16.safetensors</c>).</param>
+    /// <param name="dtype">Compute type; weights of another type are converted on load (diffusers keeps float32
+    /// unless asked).</param>
+    public static DiffusionUNet Load(string modelDir, string? variant = null, ScalarType dtype = ScalarType.Float32,
+        Device? device = null)
+    {
+        var model = Create(modelDir);
+        try
+        {
+            if (device is not null) model.to(device);
+            if (dtype != ScalarType.Float32) model.to(dtype);
+            using var weights = WeightsSource.Open(modelDir, variant);
+            StateDictLoader.Load(model, weights);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads <c>config.json</c> and builds the model with freshly initialised weights.</summary>
+    public static DiffusionUNet Create(string modelDir)
+    {
+        if (!Directory.Exists(modelDir)) throw new DiffusionCacheException($"{modelDir}: model folder not found");
+        string path = Path.Combine(modelDir, "config.json");
+        var reader = ConfigReader.FromFile(path, out var doc);
+        using (doc)
+        {
+            string? cls = doc.RootElement.TryGetProperty("_class_name", out var c) && c.ValueKind == JsonValueKind.String
+                ? c.GetString() : null;
+            return cls switch
+            {
+                "UNet2DConditionModel" => new UNet2DConditionModel(UNet2DConditionConfig.Read(reader)),
+                "UNet2DModel" => new UNet2DModel(UNet2DConfig.Read(reader)),
+                _ => throw new DiffusionCacheException(
+                    $"{path}: _class_name '{cls ?? "(missing)"}' is not a supported U-Net (UNet2DConditionModel, UNet2DModel)"),
+            };
+        }
+    }
+}

@@ -1,0 +1,197 @@
+using DiffusionCache.Models.Blocks;
+using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Layers;
+using DiffusionCache.Models.Seam;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.UNets;
+
+/// <summary>
+/// diffusers <c>UNet2DConditionModel</c> (Stable Diffusion 1.x/2.x family): conv_in, sinusoidal time embedding
+/// (+ class embedding), CrossAttn/plain down blocks, a cross-attention mid block, up blocks consuming the skips,
+/// GroupNorm-SiLU-conv_out. Parameter names are diffusers' state-dict keys.
+/// </summary>
+public sealed class UNet2DConditionModel : DiffusionUNet
+{
+    private readonly UNet2DConditionConfig _c;
+    private readonly Conv2d _convIn;
+    private readonly Timesteps _timeProj;
+    private readonly TimestepEmbedding _timeEmbedding;
+    private readonly Embedding? _classEmbedding;
+    private readonly ModuleList<DownBlock> _downBlocks;
+    private readonly MidBlock? _midBlock;
+    private readonly ModuleList<UpBlock> _upBlocks;
+    private readonly GroupNorm? _convNormOut;
+    private readonly Conv2d _convOut;
+    private readonly BlockSite _convInSite, _timeProjSite, _timeEmbeddingSite;
+    private readonly BlockSite? _classEmbeddingSite;
+
+    public UNet2DConditionConfig Config => _c;
+    public override string ClassName => "UNet2DConditionModel";
+    public override int InChannels => _c.InChannels;
+    public override int OutChannels => _c.OutChannels;
+    public override int SampleSize => _c.SampleSize;
+    public override int? ContextDim => _c.CrossAttentionDim[0];
+    public override int? NumClassEmbeds => _c.NumClassEmbeds;
+    public IReadOnlyList<DownBlock> DownBlocks => _downBlocks.ToArray();
+    public IReadOnlyList<UpBlock> UpBlocks => _upBlocks.ToArray();
+
+    public UNet2DConditionModel(UNet2DConditionConfig config) : base(nameof(UNet2DConditionModel))
+    {
+        _c = config;
+        var ch = config.BlockOutChannels;
+        int n = ch.Count;
+        int groups = config.NormNumGroups ?? throw new DiffusionCacheException(
+            "UNet2DConditionModel: norm_num_groups null is only supported by diffusers for conv_norm_out; blocks need groups");
+        int tembCh = config.BlocksTimeEmbedDim;
+
+        _convInSite = Seam.Register("conv_in", BlockKind.Stem);
+        _timeProjSite = Seam.Register("time_proj", BlockKind.Embedding);
+        _timeEmbeddingSite = Seam.Register("time_embedding", BlockKind.Embedding);
+        _convIn = nn.Conv2d(config.InChannels, ch[0], config.ConvInKernel, padding: (config.ConvInKernel - 1) / 2);
+        _timeProj = new Timesteps(ch[0], config.FlipSinToCos, config.FreqShift);
+        _timeEmbedding = new TimestepEmbedding(ch[0], config.TimeEmbedDim);
+        if (config.NumClassEmbeds is int classes)
+        {
+            _classEmbeddingSite = Seam.Register("class_embedding", BlockKind.Embedding);
+            _classEmbedding = nn.Embedding(classes, config.TimeEmbedDim);
+        }
+
+        var down = new List<DownBlock>();
+        int outCh = ch[0];
+        for (int i = 0; i < n; i++)
+        {
+            int inCh = outCh;
+            outCh = ch[i];
+            bool final = i == n - 1;
+            bool cross = config.DownBlockTypes[i] == "CrossAttnDownBlock2D";
+            int layers = config.LayersPerBlock[i];
+            var resnets = Enumerable.Range(0, layers)
+                .Select(j => Resnet(j == 0 ? inCh : outCh, outCh, tembCh, 1.0)).ToArray();
+            var attentions = cross
+                ? Enumerable.Range(0, layers).Select(_ => Transformer(outCh, i, config.NumAttentionHeads[i],
+                    config.CrossAttentionDim[i], config.OnlyCrossAttention[i])).ToArray()
+                : null;
+            var downsampler = final ? null : new Downsample2D(outCh, outCh, config.DownsamplePadding);
+            down.Add(new DownBlock(config.DownBlockTypes[i], Seam, i, resnets, attentions, downsampler));
+        }
+
+        if (config.MidBlockType is not null)
+        {
+            int midCh = ch[n - 1];
+            var resnets = new[] { Resnet(midCh, midCh, tembCh, config.MidBlockScaleFactor), Resnet(midCh, midCh, tembCh, config.MidBlockScaleFactor) };
+            var attentions = new[] { Transformer(midCh, n - 1, config.NumAttentionHeads[n - 1], config.CrossAttentionDim[n - 1], false) };
+            _midBlock = new MidBlock(config.MidBlockType, Seam, n - 1, resnets, attentions);
+        }
+
+        var up = new List<UpBlock>();
+        var rCh = ch.Reverse().ToArray();
+        var rHeads = config.NumAttentionHeads.Reverse().ToArray();
+        var rLayers = config.LayersPerBlock.Reverse().ToArray();
+        var rCross = config.CrossAttentionDim.Reverse().ToArray();
+        var rTransformerLayers = config.TransformerLayersPerBlock.Reverse().ToArray();
+        var rOnlyCross = config.OnlyCrossAttention.Reverse().ToArray();
+        outCh = rCh[0];
+        for (int i = 0; i < n; i++)
+        {
+            bool final = i == n - 1;
+            int prevOut = outCh;
+            outCh = rCh[i];
+            int inCh = rCh[Math.Min(i + 1, n - 1)];
+            int layers = rLayers[i] + 1;
+            bool cross = config.UpBlockTypes[i] == "CrossAttnUpBlock2D";
+            var resnets = Enumerable.Range(0, layers).Select(j =>
+            {
+                int skipCh = j == layers - 1 ? inCh : outCh;
+                int resIn = j == 0 ? prevOut : outCh;
+                return Resnet(resIn + skipCh, outCh, tembCh, 1.0);
+            }).ToArray();
+            var attentions = cross
+                ? Enumerable.Range(0, layers).Select(_ => (nn.Module<Tensor, Tensor?, Tensor>)new Transformer2DModel(outCh, rHeads[i],
+                    outCh / rHeads[i], rTransformerLayers[i], rCross[i], groups, config.UseLinearProjection, rOnlyCross[i])).ToArray()
+                : null;
+            var upsampler = final ? null : new Upsample2D(outCh, outCh);
+            up.Add(new UpBlock(config.UpBlockTypes[i], Seam, i, n - 1 - i, resnets, attentions, upsampler));
+        }
+
+        if (config.NormNumGroups is int g) _convNormOut = nn.GroupNorm(g, ch[0], config.NormEps, affine: true);
+        _convOut = nn.Conv2d(ch[0], config.OutChannels, config.ConvOutKernel, padding: (config.ConvOutKernel - 1) / 2);
+
+        _downBlocks = nn.ModuleList(down.ToArray());
+        _upBlocks = nn.ModuleList(up.ToArray());
+        register_module("conv_in", _convIn);
+        register_module("time_proj", _timeProj);
+        register_module("time_embedding", _timeEmbedding);
+        if (_classEmbedding is not null) register_module("class_embedding", _classEmbedding);
+        register_module("down_blocks", _downBlocks);
+        if (_midBlock is not null) register_module("mid_block", _midBlock);
+        register_module("up_blocks", _upBlocks);
+        if (_convNormOut is not null) register_module("conv_norm_out", _convNormOut);
+        register_module("conv_out", _convOut);
+        eval();
+
+        ResnetBlock2D Resnet(int inC, int outC, int temb, double osf) =>
+            new(inC, outC, temb, groups, config.NormEps, osf, config.ResnetTimeScaleShift);
+
+        nn.Module<Tensor, Tensor?, Tensor> Transformer(int channels, int block, int heads, int crossDim, bool onlyCross) =>
+            new Transformer2DModel(channels, heads, channels / heads, config.TransformerLayersPerBlock[block], crossDim,
+                groups, config.UseLinearProjection, onlyCross);
+    }
+
+    public override Tensor Forward(UNetInput input)
+    {
+        var sample = input.Sample;
+        CheckSample(sample, _c.InChannels);
+        var context = input.Context ?? throw new DiffusionCacheException("UNet2DConditionModel needs encoder_hidden_states (context)");
+        if (context.dim() != 3 || context.shape[0] != sample.shape[0] || context.shape[2] != _c.CrossAttentionDim[0])
+            throw new DiffusionCacheException(
+                $"context must be [{sample.shape[0]}, L, {_c.CrossAttentionDim[0]}], got [{string.Join(",", context.shape)}]");
+        if (_classEmbedding is null && input.ClassLabels is not null)
+            throw new DiffusionCacheException("class_labels given to a model without num_class_embeds");
+
+        using var scope = NewDisposeScope();
+        // diffusers passes explicit upsample sizes when a side is not a multiple of 2^(number of upsamplers).
+        long factor = 1L << _upBlocks.Count(b => b.HasUpsampler);
+        bool forwardUpsampleSize = sample.shape[2] % factor != 0 || sample.shape[3] % factor != 0;
+        if (_c.CenterInputSample) sample = sample * 2.0 - 1.0;
+
+        var timesteps = BroadcastTimesteps(input.Timestep, sample);
+        var tEmb = Through(_timeProjSite, timesteps, () => _timeProj.forward(timesteps).to(sample.dtype));
+        var emb = Through(_timeEmbeddingSite, tEmb, () => _timeEmbedding.forward(tEmb));
+        if (_classEmbedding is not null)
+        {
+            var labels = input.ClassLabels ?? throw new DiffusionCacheException("class_labels are required: the model has num_class_embeds");
+            var classEmb = Through(_classEmbeddingSite!, labels, () => _classEmbedding.forward(labels.to(ScalarType.Int64, sample.device)).to(sample.dtype));
+            emb = _c.ClassEmbeddingsConcat ? cat([emb, classEmb], -1) : emb + classEmb;
+        }
+
+        var h = Through(_convInSite, sample, () => _convIn.forward(sample));
+        var skips = new List<Tensor> { h };
+        foreach (var block in _downBlocks)
+        {
+            var blockInput = h;
+            var result = Seam.Run(new BlockCall(block.Site, blockInput), () => block.Forward(blockInput, emb, context));
+            h = result.Hidden;
+            skips.AddRange(result.Skips);
+        }
+        if (_midBlock is not null)
+        {
+            var midInput = h;
+            h = Seam.Run(new BlockCall(_midBlock.Site, midInput), () => _midBlock.Forward(midInput, emb, context)).Hidden;
+        }
+        for (int i = 0; i < _upBlocks.Count; i++)
+        {
+            var block = _upBlocks[i];
+            var blockSkips = skips.GetRange(skips.Count - block.NumResnets, block.NumResnets);
+            skips.RemoveRange(skips.Count - block.NumResnets, block.NumResnets);
+            long[]? upsampleSize = forwardUpsampleSize && i < _upBlocks.Count - 1 ? skips[^1].shape[2..] : null;
+            var blockInput = h;
+            h = Seam.Run(new BlockCall(block.Site, blockInput),
+                () => block.Forward(blockInput, blockSkips, emb, context, upsampleSize)).Hidden;
+        }
+        if (_convNormOut is not null) h = nn.functional.silu(_convNormOut.forward(h));
+        return _convOut.forward(h).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,175 @@
+using DiffusionCache.Models.Blocks;
+using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Layers;
+using DiffusionCache.Models.Seam;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.UNets;
+
+/// <summary>
+/// diffusers <c>UNet2DModel</c> (DDPM family): pixel-space U-Net with spatial self-attention blocks and an optional
+/// class embedding; no cross-attention. Parameter names are diffusers' state-dict keys.
+/// </summary>
+public sealed class UNet2DModel : DiffusionUNet
+{
+    private readonly UNet2DConfig _c;
+    private readonly Conv2d _convIn;
+    private readonly Timesteps _timeProj;
+    private readonly TimestepEmbedding _timeEmbedding;
+    private readonly Embedding? _classEmbedding;
+    private readonly ModuleList<DownBlock> _downBlocks;
+    private readonly MidBlock _midBlock;
+    private readonly ModuleList<UpBlock> _upBlocks;
+    private readonly GroupNorm _convNormOut;
+    private readonly Conv2d _convOut;
+    private readonly BlockSite _convInSite, _timeProjSite, _timeEmbeddingSite;
+    private readonly BlockSite? _classEmbeddingSite;
+
+    public UNet2DConfig Config => _c;
+    public override string ClassName => "UNet2DModel";
+    public override int InChannels => _c.InChannels;
+    public override int OutChannels => _c.OutChannels;
+    public override int SampleSize => _c.SampleSize;
+    public override int? ContextDim => null;
+    public override int? NumClassEmbeds => _c.NumClassEmbeds;
+
+    public UNet2DModel(UNet2DConfig config) : base(nameof(UNet2DModel))
+    {
+        _c = config;
+        var ch = config.BlockOutChannels;
+        int n = ch.Count;
+        int groups = config.NormNumGroups ?? throw new DiffusionCacheException("UNet2DModel: norm_num_groups must be set");
+        int tembCh = config.TimeEmbedDim;
+
+        _convInSite = Seam.Register("conv_in", BlockKind.Stem);
+        _timeProjSite = Seam.Register("time_proj", BlockKind.Embedding);
+        _timeEmbeddingSite = Seam.Register("time_embedding", BlockKind.Embedding);
+        _convIn = nn.Conv2d(config.InChannels, ch[0], 3, padding: 1);
+        _timeProj = new Timesteps(ch[0], config.FlipSinToCos, config.FreqShift);
+        _timeEmbedding = new TimestepEmbedding(ch[0], tembCh);
+        if (config.NumClassEmbeds is int classes)
+        {
+            _classEmbeddingSite = Seam.Register("class_embedding", BlockKind.Embedding);
+            _classEmbedding = nn.Embedding(classes, tembCh);
+        }
+
+        var down = new List<DownBlock>();
+        int outCh = ch[0];
+        for (int i = 0; i < n; i++)
+        {
+            int inCh = outCh;
+            outCh = ch[i];
+            bool final = i == n - 1;
+            bool attn = config.DownBlockTypes[i] == "AttnDownBlock2D";
+            var resnets = Enumerable.Range(0, config.LayersPerBlock)
+                .Select(j => Resnet(j == 0 ? inCh : outCh, outCh, 1.0)).ToArray();
+            var attentions = attn
+                ? Enumerable.Range(0, config.LayersPerBlock).Select(_ => SelfAttention(outCh, groups, 1.0)).ToArray()
+                : null;
+            var downsampler = final ? null : new Downsample2D(outCh, outCh, config.DownsamplePadding);
+            down.Add(new DownBlock(config.DownBlockTypes[i], Seam, i, resnets, attentions, downsampler));
+        }
+
+        int midCh = ch[n - 1];
+        double midScale = config.MidBlockScaleFactor;
+        // diffusers: attention groups default to the resnet groups only with the "default" time-embedding norm.
+        int? attnGroups = config.AttnNormNumGroups ?? (config.ResnetTimeScaleShift == "default" ? groups : null);
+        _midBlock = new MidBlock("UNetMidBlock2D", Seam, n - 1,
+            [Resnet(midCh, midCh, midScale), Resnet(midCh, midCh, midScale)],
+            config.AddAttention ? [SelfAttention(midCh, attnGroups, midScale)] : null);
+
+        var up = new List<UpBlock>();
+        var rCh = ch.Reverse().ToArray();
+        outCh = rCh[0];
+        for (int i = 0; i < n; i++)
+        {
+            bool final = i == n - 1;
+            int prevOut = outCh;
+            outCh = rCh[i];
+            int inCh = rCh[Math.Min(i + 1, n - 1)];
+            int layers = config.LayersPerBlock + 1;
+            bool attn = config.UpBlockTypes[i] == "AttnUpBlock2D";
+            var resnets = Enumerable.Range(0, layers).Select(j =>
+                Resnet((j == 0 ? prevOut : outCh) + (j == layers - 1 ? inCh : outCh), outCh, 1.0)).ToArray();
+            var attentions = attn ? Enumerable.Range(0, layers).Select(_ => SelfAttention(outCh, groups, 1.0)).ToArray() : null;
+            var upsampler = final ? null : new Upsample2D(outCh, outCh);
+            up.Add(new UpBlock(config.UpBlockTypes[i], Seam, i, n - 1 - i, resnets, attentions, upsampler));
+        }
+
+        _convNormOut = nn.GroupNorm(groups, ch[0], config.NormEps, affine: true);
+        _convOut = nn.Conv2d(ch[0], config.OutChannels, 3, padding: 1);
+
+        _downBlocks = nn.ModuleList(down.ToArray());
+        _upBlocks = nn.ModuleList(up.ToArray());
+        register_module("conv_in", _convIn);
+        register_module("time_proj", _timeProj);
+        register_module("time_embedding", _timeEmbedding);
+        if (_classEmbedding is not null) register_module("class_embedding", _classEmbedding);
+        register_module("down_blocks", _downBlocks);
+        register_module("mid_block", _midBlock);
+        register_module("up_blocks", _upBlocks);
+        register_module("conv_norm_out", _convNormOut);
+        register_module("conv_out", _convOut);
+        eval();
+
+        ResnetBlock2D Resnet(int inC, int outC, double osf) =>
+            new(inC, outC, tembCh, groups, config.NormEps, osf, config.ResnetTimeScaleShift);
+
+        // UNet2DModel's attention_head_dim is the per-head width; null means a single head.
+        nn.Module<Tensor, Tensor?, Tensor> SelfAttention(int channels, int? normGroups, double rescale)
+        {
+            int dimHead = config.AttentionHeadDim ?? channels;
+            return new Attention(new AttentionOptions(channels, channels / dimHead, dimHead)
+            {
+                QkvBias = true,
+                GroupNormGroups = normGroups,
+                Eps = config.NormEps,
+                ResidualConnection = true,
+                RescaleOutputFactor = rescale,
+            });
+        }
+    }
+
+    public override Tensor Forward(UNetInput input)
+    {
+        var sample = input.Sample;
+        CheckSample(sample, _c.InChannels);
+        if (_classEmbedding is null && input.ClassLabels is not null)
+            throw new DiffusionCacheException("class_labels given to a model without num_class_embeds");
+
+        using var scope = NewDisposeScope();
+        if (_c.CenterInputSample) sample = sample * 2.0 - 1.0;
+        var timesteps = BroadcastTimesteps(input.Timestep, sample);
+        var tEmb = Through(_timeProjSite, timesteps, () => _timeProj.forward(timesteps).to(sample.dtype));
+        var emb = Through(_timeEmbeddingSite, tEmb, () => _timeEmbedding.forward(tEmb));
+        if (_classEmbedding is not null)
+        {
+            var labels = input.ClassLabels ?? throw new DiffusionCacheException("class_labels are required: the model has num_class_embeds");
+            var classEmb = Through(_classEmbeddingSite!, labels, () => _classEmbedding.forward(labels.to(ScalarType.Int64, sample.device)).to(sample.dtype));
+            emb = emb + classEmb;
+        }
+
+        var h = Through(_convInSite, sample, () => _convIn.forward(sample));
+        var skips = new List<Tensor> { h };
+        foreach (var block in _downBlocks)
+        {
+            var blockInput = h;
+            var result = Seam.Run(new BlockCall(block.Site, blockInput), () => block.Forward(blockInput, emb, null));
+            h = result.Hidden;
+            skips.AddRange(result.Skips);
+        }
+        var midInput = h;
+        h = Seam.Run(new BlockCall(_midBlock.Site, midInput), () => _midBlock.Forward(midInput, emb, null)).Hidden;
+        foreach (var block in _upBlocks)
+        {
+            var blockSkips = skips.GetRange(skips.Count - block.NumResnets, block.NumResnets);
+            skips.RemoveRange(skips.Count - block.NumResnets, block.NumResnets);
+            var blockInput = h;
+            h = Seam.Run(new BlockCall(block.Site, blockInput), () => block.Forward(blockInput, blockSkips, emb, null, null)).Hidden;
+        }
+        h = nn.functional.silu(_convNormOut.forward(h));
+        return _convOut.forward(h).MoveToOuterDisposeScope();
+    }
+}
