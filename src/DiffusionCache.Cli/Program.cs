@@ -1,5 +1,8 @@
-using DiffusionCache.Parity;
-using var folder = GoldenFolder.Open(args[0]);
-int pass = 0, fail = 0;
-foreach (var r in new UNetParity().Run(folder)) { Console.WriteLine($"{r.CaseId,-32} {r.MaxAbsError,10:E2} {(r.Passed ? "pass" : "FAIL")} {r.Detail}"); if (r.Passed) pass++; else fail++; }
-Console.WriteLine($"{pass} passed, {fail} failed");
+using System.CommandLine;
+using DiffusionCache.Cli.Commands;
+
+var root = new RootCommand("diffcache: faster diffusion sampling by caching what barely changes between steps");
+root.Subcommands.Add(ParityCommand.Create());
+root.Subcommands.Add(InfoCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
+return root.Parse(args).Invoke();

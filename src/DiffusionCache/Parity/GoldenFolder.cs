@@ -8,6 +8,7 @@ namespace DiffusionCache.Parity;
 public sealed class GoldenFolder : IDisposable
 {
     private readonly JsonDocument _manifest;
+    private readonly bool _ownsManifest = true;
 
     public string Path { get; }
     public string Kind { get; }
@@ -26,6 +27,22 @@ public sealed class GoldenFolder : IDisposable
             ? cases.EnumerateArray().ToArray()
             : throw new DiffusionCacheException($"{ManifestPath(path)}: missing array field 'cases'");
     }
+
+    private GoldenFolder(GoldenFolder source, IReadOnlyList<JsonElement> cases)
+    {
+        Path = source.Path;
+        _manifest = source._manifest;
+        _ownsManifest = false;
+        Kind = source.Kind;
+        Cases = cases;
+    }
+
+    /// <summary>A view of this folder restricted to the cases whose id passes <paramref name="include"/>
+    /// (for running one case at a time). The view shares this folder's manifest; dispose the original.</summary>
+    public GoldenFolder Where(Func<string, bool> include) =>
+        new(this, Cases.Where(c => include(CaseId(c))).ToArray());
+
+    public static string CaseId(JsonElement @case) => @case.GetProperty("id").GetString()!;
 
     public static GoldenFolder Open(string path)
     {
@@ -50,5 +67,8 @@ public sealed class GoldenFolder : IDisposable
 
     private static string ManifestPath(string path) => System.IO.Path.Combine(path, "manifest.json");
 
-    public void Dispose() => _manifest.Dispose();
+    public void Dispose()
+    {
+        if (_ownsManifest) _manifest.Dispose();
+    }
 }

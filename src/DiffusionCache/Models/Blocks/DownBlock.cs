@@ -66,20 +66,20 @@ public sealed class DownBlock : nn.Module
             var resnet = _resnets[j];
             var input = hidden;
             hidden = _seam.Run(new BlockCall(_resnetSites[j], input, resnet.PassThrough),
-                () => resnet.forward(input, temb)).Hidden;
+                () => resnet.call(input, temb)).Hidden;
             if (_attentions is not null)
             {
                 var attention = _attentions[j];
                 var attnInput = hidden;
                 hidden = _seam.Run(new BlockCall(_attentionSites[j], attnInput, PassThroughOf(attention)),
-                    () => attention.forward(attnInput, context)).Hidden;
+                    () => attention.call(attnInput, context)).Hidden;
             }
             skips.Add(hidden);
         }
         if (_downsamplers is not null)
         {
             var input = hidden;
-            hidden = _seam.Run(new BlockCall(_downsamplerSite!, input), () => _downsamplers[0].forward(input)).Hidden;
+            hidden = _seam.Run(new BlockCall(_downsamplerSite!, input), () => _downsamplers[0].call(input)).Hidden;
             skips.Add(hidden);
         }
         return new BlockOutput(hidden, skips);

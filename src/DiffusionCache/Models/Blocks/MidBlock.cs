@@ -54,7 +54,7 @@ public sealed class MidBlock : nn.Module
                 var attention = _attentions[j - 1];
                 var input = hidden;
                 hidden = _seam.Run(new BlockCall(_attentionSites[j - 1], input, DownBlock.PassThroughOf(attention)),
-                    () => attention.forward(input, context)).Hidden;
+                    () => attention.call(input, context)).Hidden;
             }
             hidden = RunResnet(j, hidden, temb);
         }
@@ -64,6 +64,6 @@ public sealed class MidBlock : nn.Module
     private Tensor RunResnet(int j, Tensor input, Tensor temb)
     {
         var resnet = _resnets[j];
-        return _seam.Run(new BlockCall(_resnetSites[j], input, resnet.PassThrough), () => resnet.forward(input, temb)).Hidden;
+        return _seam.Run(new BlockCall(_resnetSites[j], input, resnet.PassThrough), () => resnet.call(input, temb)).Hidden;
     }
 }

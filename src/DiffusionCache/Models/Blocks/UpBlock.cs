@@ -68,13 +68,13 @@ public sealed class UpBlock : nn.Module
             var resnet = _resnets[j];
             var input = cat([hidden, skips[skips.Count - 1 - j]], 1);
             hidden = _seam.Run(new BlockCall(_resnetSites[j], input, resnet.PassThrough),
-                () => resnet.forward(input, temb)).Hidden;
+                () => resnet.call(input, temb)).Hidden;
             if (_attentions is not null)
             {
                 var attention = _attentions[j];
                 var attnInput = hidden;
                 hidden = _seam.Run(new BlockCall(_attentionSites[j], attnInput, DownBlock.PassThroughOf(attention)),
-                    () => attention.forward(attnInput, context)).Hidden;
+                    () => attention.call(attnInput, context)).Hidden;
             }
         }
         if (_upsamplers is not null)

@@ -61,15 +61,15 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         bool spatial = hidden.dim() == 4;
         long b = hidden.shape[0], c = hidden.shape[1], height = spatial ? hidden.shape[2] : 0, width = spatial ? hidden.shape[3] : 0;
         var x = spatial ? hidden.view(b, c, height * width).transpose(1, 2) : hidden;
-        if (_groupNorm is not null) x = _groupNorm.forward(x.transpose(1, 2)).transpose(1, 2);
+        if (_groupNorm is not null) x = _groupNorm.call(x.transpose(1, 2)).transpose(1, 2);
         var kv = context ?? x;
 
-        var q = SplitHeads(_toQ.forward(x));
-        var k = SplitHeads(_toK.forward(kv));
-        var v = SplitHeads(_toV.forward(kv));
+        var q = SplitHeads(_toQ.call(x));
+        var k = SplitHeads(_toK.call(kv));
+        var v = SplitHeads(_toV.call(kv));
         var attended = nn.functional.scaled_dot_product_attention(q, k, v);
         var merged = attended.transpose(1, 2).reshape(b, -1, _o.Heads * _o.DimHead);
-        var output = _toOut[0].forward(merged);
+        var output = _toOut[0].call(merged);
 
         if (spatial) output = output.transpose(-1, -2).reshape(b, c, height, width);
         if (_o.ResidualConnection) output = output + residual;

@@ -37,9 +37,9 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     public override Tensor forward(Tensor x, Tensor? context)
     {
         using var scope = NewDisposeScope();
-        x = _attn1.forward(_norm1.forward(x), _onlyCrossAttention ? context : null) + x;
-        x = _attn2.forward(_norm2.forward(x), context) + x;
-        x = _ff.forward(_norm3.forward(x)) + x;
+        x = _attn1.call(_norm1.call(x), _onlyCrossAttention ? context : null) + x;
+        x = _attn2.call(_norm2.call(x), context) + x;
+        x = _ff.call(_norm3.call(x)) + x;
         return x.MoveToOuterDisposeScope();
     }
 }

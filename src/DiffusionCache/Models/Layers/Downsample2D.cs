@@ -20,8 +20,8 @@ public sealed class Downsample2D : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        if (_padding != 0) return _conv.forward(x);
+        if (_padding != 0) return _conv.call(x);
         using var padded = nn.functional.pad(x, [0, 1, 0, 1]);
-        return _conv.forward(padded);
+        return _conv.call(padded);
     }
 }

@@ -17,7 +17,7 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        using var projected = _proj.forward(x);
+        using var projected = _proj.call(x);
         var parts = projected.chunk(2, -1);
         using var value = parts[0];
         using var gate = parts[1];
@@ -40,7 +40,7 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        using var h = _net[0].forward(x);
-        return _net[2].forward(h);
+        using var h = _net[0].call(x);
+        return _net[2].call(h);
     }
 }

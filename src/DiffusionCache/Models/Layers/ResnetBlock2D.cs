@@ -49,26 +49,26 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor temb)
     {
         using var scope = NewDisposeScope();
-        var h = _conv1.forward(nn.functional.silu(_norm1.forward(x)));
+        var h = _conv1.call(nn.functional.silu(_norm1.call(x)));
         if (_timeEmbProj is not null)
         {
-            var t = _timeEmbProj.forward(nn.functional.silu(temb)).unsqueeze(-1).unsqueeze(-1);
+            var t = _timeEmbProj.call(nn.functional.silu(temb)).unsqueeze(-1).unsqueeze(-1);
             if (_scaleShift)
             {
                 var parts = t.chunk(2, 1);
-                h = _norm2.forward(h) * (parts[0] + 1) + parts[1];
+                h = _norm2.call(h) * (parts[0] + 1) + parts[1];
             }
             else
             {
-                h = _norm2.forward(h + t);
+                h = _norm2.call(h + t);
             }
         }
         else
         {
-            h = _norm2.forward(h);
+            h = _norm2.call(h);
         }
-        h = _conv2.forward(nn.functional.silu(h));
-        var shortcut = _convShortcut is null ? x : _convShortcut.forward(x);
+        h = _conv2.call(nn.functional.silu(h));
+        var shortcut = _convShortcut is null ? x : _convShortcut.call(x);
         var output = shortcut + h;
         if (_outputScaleFactor != 1.0) output = output / _outputScaleFactor;
         return output.MoveToOuterDisposeScope();
@@ -78,7 +78,7 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
     public Tensor PassThrough(Tensor x)
     {
         if (_convShortcut is null) return _outputScaleFactor == 1.0 ? x.alias() : x / _outputScaleFactor;
-        var s = _convShortcut.forward(x);
+        var s = _convShortcut.call(x);
         if (_outputScaleFactor == 1.0) return s;
         using (s) return s / _outputScaleFactor;
     }

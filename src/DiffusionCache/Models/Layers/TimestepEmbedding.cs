@@ -20,8 +20,8 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        using var h = _linear1.forward(x);
+        using var h = _linear1.call(x);
         using var a = nn.functional.silu(h);
-        return _linear2.forward(a);
+        return _linear2.call(a);
     }
 }

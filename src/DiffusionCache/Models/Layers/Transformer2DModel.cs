@@ -37,14 +37,14 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], h = x.shape[2], w = x.shape[3];
-        var hidden = _norm.forward(x);
+        var hidden = _norm.call(x);
         hidden = _linear
-            ? _projIn.forward(ToTokens(hidden))
-            : ToTokens(_projIn.forward(hidden));
-        foreach (var block in _blocks) hidden = block.forward(hidden, context);
+            ? _projIn.call(ToTokens(hidden))
+            : ToTokens(_projIn.call(hidden));
+        foreach (var block in _blocks) hidden = block.call(hidden, context);
         hidden = _linear
-            ? ToImage(_projOut.forward(hidden), b, h, w)
-            : _projOut.forward(ToImage(hidden, b, h, w));
+            ? ToImage(_projOut.call(hidden), b, h, w)
+            : _projOut.call(ToImage(hidden, b, h, w));
         return (hidden + x).MoveToOuterDisposeScope();
     }
 

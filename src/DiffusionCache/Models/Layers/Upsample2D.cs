@@ -23,6 +23,6 @@ public sealed class Upsample2D : nn.Module<Tensor, Tensor>
         using var up = outputSize is null
             ? nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
             : nn.functional.interpolate(x, size: outputSize, mode: InterpolationMode.Nearest);
-        return _conv.forward(up);
+        return _conv.call(up);
     }
 }

@@ -142,16 +142,16 @@ public sealed class UNet2DModel : DiffusionUNet
         using var scope = NewDisposeScope();
         if (_c.CenterInputSample) sample = sample * 2.0 - 1.0;
         var timesteps = BroadcastTimesteps(input.Timestep, sample);
-        var tEmb = Through(_timeProjSite, timesteps, () => _timeProj.forward(timesteps).to(sample.dtype));
-        var emb = Through(_timeEmbeddingSite, tEmb, () => _timeEmbedding.forward(tEmb));
+        var tEmb = Through(_timeProjSite, timesteps, () => _timeProj.call(timesteps).to(sample.dtype));
+        var emb = Through(_timeEmbeddingSite, tEmb, () => _timeEmbedding.call(tEmb));
         if (_classEmbedding is not null)
         {
             var labels = input.ClassLabels ?? throw new DiffusionCacheException("class_labels are required: the model has num_class_embeds");
-            var classEmb = Through(_classEmbeddingSite!, labels, () => _classEmbedding.forward(labels.to(ScalarType.Int64, sample.device)).to(sample.dtype));
+            var classEmb = Through(_classEmbeddingSite!, labels, () => _classEmbedding.call(labels.to(ScalarType.Int64, sample.device)).to(sample.dtype));
             emb = emb + classEmb;
         }
 
-        var h = Through(_convInSite, sample, () => _convIn.forward(sample));
+        var h = Through(_convInSite, sample, () => _convIn.call(sample));
         var skips = new List<Tensor> { h };
         foreach (var block in _downBlocks)
         {
@@ -169,7 +169,7 @@ public sealed class UNet2DModel : DiffusionUNet
             var blockInput = h;
             h = Seam.Run(new BlockCall(block.Site, blockInput), () => block.Forward(blockInput, blockSkips, emb, null, null)).Hidden;
         }
-        h = nn.functional.silu(_convNormOut.forward(h));
-        return _convOut.forward(h).MoveToOuterDisposeScope();
+        h = nn.functional.silu(_convNormOut.call(h));
+        return _convOut.call(h).MoveToOuterDisposeScope();
     }
 }

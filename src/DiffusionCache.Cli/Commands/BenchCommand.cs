@@ -1,0 +1,96 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using DiffusionCache.Analysis;
+using DiffusionCache.Formats;
+using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Loading;
+using DiffusionCache.Models.UNets;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Cli.Commands;
+
+/// <summary><c>diffcache bench</c>: times one U-Net forward pass (random weights), median of repeated runs after
+/// warm-up. This measures our per-call overhead on top of libtorch's kernels.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<string>("--unet-config") { Description = "sd15, sd21, or a config.json / model folder", DefaultValueFactory = _ => "sd15" };
+        var latent = new Option<int>("--latent") { Description = "latent side", DefaultValueFactory = _ => 32 };
+        var batch = new Option<int>("--batch") { Description = "batch size (2 = one image with classifier-free guidance)", DefaultValueFactory = _ => 2 };
+        var runs = new Option<int>("--runs") { Description = "timed runs", DefaultValueFactory = _ => 10 };
+        var warmup = new Option<int>("--warmup") { Description = "untimed runs first", DefaultValueFactory = _ => 2 };
+        var threads = new Option<int?>("--threads") { Description = "intra-op threads (default: libtorch's choice)" };
+        var json = new Option<string?>("--json") { Description = "also write the result as JSON to this file" };
+        var command = new Command("bench", "time a U-Net forward pass") { config, latent, batch, runs, warmup, threads, json };
+        command.SetAction(parse => CommandRunner.Run(() => Execute(parse.GetValue(config)!, parse.GetValue(latent),
+            parse.GetValue(batch), parse.GetValue(runs), parse.GetValue(warmup), parse.GetValue(threads), parse.GetValue(json))));
+        return command;
+    }
+
+    private static int Execute(string configName, int latent, int batch, int runs, int warmup, int? threads, string? json)
+    {
+        if (latent < 1 || batch < 1 || runs < 1 || warmup < 0) throw new DiffusionCacheException("--latent, --batch and --runs must be positive, --warmup non-negative");
+        if (threads is int t)
+        {
+            if (t < 1) throw new DiffusionCacheException("--threads must be positive");
+            torch.set_num_threads(t);
+        }
+        manual_seed(0);
+        using var model = CreateModel(configName);
+        var (sample, context, labels) = Inputs(model, batch, latent);
+        var timestep = tensor(500.0f);
+        var times = new List<double>();
+        using (no_grad())
+        {
+            for (int i = 0; i < warmup + runs; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                using (var scope = NewDisposeScope()) model.Forward(new UNetInput(sample, timestep, context, labels));
+                clock.Stop();
+                if (i >= warmup) times.Add(clock.Elapsed.TotalMilliseconds);
+            }
+        }
+        times.Sort();
+        double median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
+        var result = new
+        {
+            unet_config = configName,
+            @class = model.ClassName,
+            latent,
+            batch,
+            runs,
+            warmup,
+            threads = torch.get_num_threads(),
+            median_ms = median,
+            min_ms = times[0],
+            max_ms = times[^1],
+            peak_rss_mb = ProcessMemory.PeakRssMb(),
+            parameters = model.parameters().Sum(p => p.numel()),
+        };
+        Console.WriteLine($"{model.ClassName} ({configName}) latent {latent}x{latent} batch {batch}, {torch.get_num_threads()} threads: " +
+            $"median {median:0.0} ms (min {times[0]:0.0}, max {times[^1]:0.0}) over {runs} runs; peak RSS {result.peak_rss_mb:0} MB");
+        if (json is not null)
+        {
+            AtomicFile.WriteAllText(json, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+            Console.WriteLine($"wrote {json}");
+        }
+        return 0;
+    }
+
+    internal static DiffusionUNet CreateModel(string name) => name switch
+    {
+        "sd15" => new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion15),
+        "sd21" => new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion21),
+        _ when Directory.Exists(name) => UNetLoader.Create(name),
+        _ when File.Exists(name) => UNetLoader.Create(Path.GetDirectoryName(Path.GetFullPath(name))!),
+        _ => throw new DiffusionCacheException($"--unet-config '{name}': expected sd15, sd21, or an existing config.json or model folder"),
+    };
+
+    internal static (Tensor Sample, Tensor? Context, Tensor? Labels) Inputs(DiffusionUNet model, int batch, int side) => (
+        randn(batch, model.InChannels, side, side),
+        model.ContextDim is int d ? randn(batch, 77, d) : null,
+        model.NumClassEmbeds is int n ? randint(0, n, [batch]) : null);
+}

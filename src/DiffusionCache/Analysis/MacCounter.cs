@@ -1,0 +1,105 @@
+using DiffusionCache.Models.Layers;
+using DiffusionCache.Models.Seam;
+using DiffusionCache.Models.UNets;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Analysis;
+
+/// <summary>Multiply-accumulates of one forward pass: the total, and per call site the MACs spent inside it
+/// (inclusive: a down block counts its resnets' MACs too). Elementwise work (norms, activations) is not counted,
+/// as is usual for MAC figures.</summary>
+public sealed record MacReport(long Total, IReadOnlyDictionary<string, long> InclusiveBySite)
+{
+    public long Of(string path) => InclusiveBySite.TryGetValue(path, out var m) ? m : 0;
+}
+
+/// <summary>
+/// Counts MACs by running one forward pass with hooks on every convolution, linear layer and attention product,
+/// attributing each to the seam call sites active at that moment. Counting what actually executes (rather than
+/// re-deriving shapes from configs) keeps the figures right for every architecture the loader accepts.
+/// </summary>
+public static class MacCounter
+{
+    public static MacReport Count(DiffusionUNet model, int batch, int height, int width, int contextLength = 77)
+    {
+        long total = 0;
+        var bySite = new Dictionary<string, long>(StringComparer.Ordinal);
+        var active = new Stack<string>();
+        void Add(long macs)
+        {
+            total += macs;
+            foreach (var path in active) bySite[path] = bySite.GetValueOrDefault(path) + macs;
+        }
+
+        var removers = new List<Action>();   // each hook type has its own HookRemover type
+        // TorchSharp's named_modules() can yield a module once per ancestor; hook each module once.
+        var seen = new HashSet<object>(ReferenceEqualityComparer.Instance);
+        foreach (var (_, module) in model.named_modules())
+        {
+            if (!seen.Add(module)) continue;
+            switch (module)
+            {
+                case Conv2d conv:
+                    var r1 = conv.register_forward_hook((m, input, output) =>
+                    {
+                        var w = conv.weight!.shape;
+                        Add(output.numel() * w[1] * w[2] * w[3]);
+                        return output;
+                    });
+                    removers.Add(r1.remove);
+                    break;
+                case Linear linear:
+                    var r2 = linear.register_forward_hook((m, input, output) =>
+                    {
+                        Add(output.numel() * linear.weight!.shape[1]);
+                        return output;
+                    });
+                    removers.Add(r2.remove);
+                    break;
+                case Attention attention:
+                    var r3 = attention.register_forward_hook((m, hidden, context, output) =>
+                    {
+                        // Q K^T and P V: two products of B x N x L x inner each.
+                        long b = hidden.shape[0];
+                        long n = hidden.dim() == 4 ? hidden.shape[2] * hidden.shape[3] : hidden.shape[1];
+                        long l = context?.shape[1] ?? n;
+                        var o = attention.Options;
+                        Add(2 * b * n * l * o.Heads * o.DimHead);
+                        return output;
+                    });
+                    removers.Add(r3.remove);
+                    break;
+            }
+        }
+
+        var tracker = new SiteTracker(active);
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            using var attached = model.Seam.Attach(tracker);
+            var p = model.parameters().First();
+            var sample = zeros([batch, model.InChannels, height, width], p.dtype, p.device);
+            var context = model.ContextDim is int d ? zeros([batch, contextLength, d], p.dtype, p.device) : null;
+            var labels = model.NumClassEmbeds is not null ? zeros([batch], ScalarType.Int64, p.device) : null;
+            model.Forward(new UNetInput(sample, tensor(500.0f), context, labels));
+        }
+        finally
+        {
+            foreach (var remove in removers) remove();
+        }
+        return new MacReport(total, bySite);
+    }
+
+    private sealed class SiteTracker(Stack<string> active) : IBlockHook
+    {
+        public BlockOutput Run(BlockCall call, Func<BlockOutput> compute)
+        {
+            active.Push(call.Path);
+            try { return compute(); }
+            finally { active.Pop(); }
+        }
+    }
+}

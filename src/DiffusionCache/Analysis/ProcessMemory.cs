@@ -1,0 +1,24 @@
+namespace DiffusionCache.Analysis;
+
+/// <summary>Resident memory of this process, from /proc where available (it includes native libtorch
+/// allocations, which the .NET GC does not see).</summary>
+public static class ProcessMemory
+{
+    /// <summary>Peak resident set size in MiB (VmHWM), or the current working set where /proc is missing.</summary>
+    public static double PeakRssMb() => ReadStatusKb("VmHWM:") is long kb ? kb / 1024.0 : Environment.WorkingSet / 1048576.0;
+
+    public static double CurrentRssMb() => ReadStatusKb("VmRSS:") is long kb ? kb / 1024.0 : Environment.WorkingSet / 1048576.0;
+
+    private static long? ReadStatusKb(string key)
+    {
+        const string status = "/proc/self/status";
+        if (!File.Exists(status)) return null;
+        foreach (var line in File.ReadLines(status))
+        {
+            if (!line.StartsWith(key, StringComparison.Ordinal)) continue;
+            var parts = line[key.Length..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return long.TryParse(parts[0], out long kb) ? kb : null;
+        }
+        return null;
+    }
+}
