@@ -14,6 +14,16 @@ public sealed class SafetensorsException : DiffusionCacheException
         TensorName = tensorName;
     }
 
+    public SafetensorsException(string filePath, string? tensorName, string problem, Exception inner)
+        : base(Describe(filePath, tensorName, problem), inner)
+    {
+        FilePath = filePath;
+        TensorName = tensorName;
+    }
+
     private static string Describe(string filePath, string? tensorName, string problem) =>
-        tensorName is null ? $"{filePath}: {problem}" : $"{filePath}: tensor '{tensorName}': {problem}";
+        tensorName is null ? $"{filePath}: {problem}" : $"{filePath}: tensor '{Shorten(tensorName)}': {problem}";
+
+    // A name from a hostile header can be megabytes long; the message needs only enough to recognise it.
+    private static string Shorten(string name) => name.Length <= 200 ? name : name[..200] + "...";
 }

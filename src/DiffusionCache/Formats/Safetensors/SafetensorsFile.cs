@@ -1,4 +1,4 @@
-using System.Text.Json;
+using System.Buffers.Binary;
 using Microsoft.Win32.SafeHandles;
 using TorchSharp;
 
@@ -14,12 +14,14 @@ public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, long[
 /// <summary>
 /// Reads a safetensors file (8-byte little-endian header length, JSON header, raw little-endian data).
 /// The header is validated completely on open, so every later read is in range; tensor data is streamed from
-/// the file straight into the tensor's own memory (one copy, no mapping kept resident).
+/// the file straight into the tensor's own memory (one copy, no mapping kept resident). Malformed input of any
+/// kind is reported as a <see cref="SafetensorsException"/> naming the file and, where it applies, the tensor.
 /// </summary>
 public sealed class SafetensorsFile : IDisposable
 {
-    /// <summary>Headers larger than this are refused as absurd (real ones are kilobytes to a few megabytes).</summary>
-    public const long MaxHeaderBytes = 100L * 1024 * 1024;
+    /// <summary>Headers larger than this are refused as absurd (real ones are kilobytes to a few megabytes); the
+    /// reference crate's limit, so the writer never produces a file the reference refuses.</summary>
+    public const long MaxHeaderBytes = 100_000_000;
 
     private readonly SafeFileHandle _handle;
     private readonly Dictionary<string, SafetensorsEntry> _entries;
@@ -43,15 +45,24 @@ public sealed class SafetensorsFile : IDisposable
 
     public static SafetensorsFile Open(string path)
     {
+        ArgumentNullException.ThrowIfNull(path);
         if (!File.Exists(path)) throw new SafetensorsException(path, null, "file not found");
-        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SafetensorsException(path, null, $"cannot open: {e.Message}", e);
+        }
         try
         {
             long length = RandomAccess.GetLength(handle);
             if (length < 8) throw new SafetensorsException(path, null, $"truncated: {length} bytes, shorter than the 8-byte header length");
             Span<byte> prefix = stackalloc byte[8];
-            RandomAccess.Read(handle, prefix, 0);
-            ulong headerLength = BitConverter.ToUInt64(prefix);
+            ReadExactly(handle, prefix, 0, path, null);
+            ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
             if (headerLength > MaxHeaderBytes)
                 throw new SafetensorsException(path, null, $"header length {headerLength} is absurd (limit {MaxHeaderBytes})");
             if ((long)headerLength > length - 8)
@@ -75,14 +86,19 @@ public sealed class SafetensorsFile : IDisposable
         _entries.TryGetValue(name, out var e) ? e : throw new SafetensorsException(FilePath, name, "no such tensor in the file");
 
     /// <summary>Reads a tensor into new CPU memory, in its stored type; converts to <paramref name="dtype"/> and
-    /// moves to <paramref name="device"/> when given.</summary>
-    public torch.Tensor Load(string name, torch.ScalarType? dtype = null, torch.Device? device = null)
+    /// moves to <paramref name="device"/> when given. Tensors over 2 GiB are read in pieces.</summary>
+    public torch.Tensor Load(string name, torch.ScalarType? dtype = null, torch.Device? device = null) =>
+        Load(name, dtype, device, TensorMemory.DefaultChunkBytes);
+
+    /// <summary><see cref="Load(string, torch.ScalarType?, torch.Device?)"/> with the read piece size as a
+    /// parameter, so tests can exercise the multi-piece path on small tensors.</summary>
+    internal torch.Tensor Load(string name, torch.ScalarType? dtype, torch.Device? device, int chunkBytes)
     {
         var entry = Entry(name);
         var tensor = torch.empty(entry.Shape, entry.DType.ToScalarType());
         try
         {
-            if (entry.ByteLength > 0) ReadInto(entry, tensor);
+            ReadInto(entry, tensor, chunkBytes);
             if ((dtype is null || dtype == tensor.dtype) && (device is null || device.type == DeviceType.CPU)) return tensor;
             using (tensor) return tensor.to(dtype ?? tensor.dtype, device ?? tensor.device);
         }
@@ -93,19 +109,32 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
-    private void ReadInto(SafetensorsEntry entry, torch.Tensor tensor)
+    private void ReadInto(SafetensorsEntry entry, torch.Tensor tensor, int chunkBytes)
     {
-        if (entry.ByteLength > int.MaxValue)
-            throw new SafetensorsException(FilePath, entry.Name, $"{entry.ByteLength} bytes exceed the 2 GiB a single tensor read supports");
-        ReadExactly(_handle, tensor.bytes, DataStart + entry.Begin, FilePath, entry.Name);
+        TensorMemory.ForEachChunk(tensor, chunkBytes, (chunk, offset) =>
+        {
+            ReadExactly(_handle, chunk, DataStart + entry.Begin + offset, FilePath, entry.Name);
+            // torch assumes a bool byte is 0 or 1; any other value makes comparisons and sums inconsistent.
+            if (entry.DType == SafetensorsDType.BOOL && chunk.IndexOfAnyExcept((byte)0, (byte)1) is int bad and >= 0)
+                throw new SafetensorsException(FilePath, entry.Name, $"BOOL element {offset + bad} has byte value {chunk[bad]}, not 0 or 1");
+        });
     }
 
     private static void ReadExactly(SafeFileHandle handle, Span<byte> target, long offset, string path, string? tensor)
     {
         while (target.Length > 0)
         {
-            int n = RandomAccess.Read(handle, target, offset);
-            if (n <= 0) throw new SafetensorsException(path, tensor, "unexpected end of file while reading");
+            int n;
+            try
+            {
+                n = RandomAccess.Read(handle, target, offset);
+            }
+            catch (IOException e)
+            {
+                throw new SafetensorsException(path, tensor, $"read failed at offset {offset}: {e.Message}", e);
+            }
+            // The file shrank after it was opened.
+            if (n <= 0) throw new SafetensorsException(path, tensor, $"unexpected end of file at offset {offset}");
             target = target[n..];
             offset += n;
         }
