@@ -1,5 +1,5 @@
 using DiffusionCache.Parity;
-using DiffusionCache.Tests.Shared;
+using DiffusionCache.Tests.TestSupport;
 
 namespace DiffusionCache.ParityTests;
 
@@ -8,13 +8,13 @@ public static class ParityAssert
 {
     public static IEnumerable<object[]> CaseIds(string kind, Func<System.Text.Json.JsonElement, bool>? include = null)
     {
-        using var folder = GoldenFolder.Open(TestPaths.GoldenKind(kind));
+        using var folder = GoldenFolder.Open(Golden.Path(kind));
         return folder.Cases.Where(c => include?.Invoke(c) ?? true).Select(c => new object[] { GoldenFolder.CaseId(c) }).ToArray();
     }
 
     public static void Passes(IParitySuite suite, string kind, string caseId)
     {
-        using var folder = GoldenFolder.Open(TestPaths.GoldenKind(kind));
+        using var folder = GoldenFolder.Open(Golden.Path(kind));
         using var one = folder.Where(id => id == caseId);
         var results = suite.Run(one).ToList();
         var result = Assert.Single(results);

@@ -1,7 +1,7 @@
 using DiffusionCache.Models.Config;
 using DiffusionCache.Models.Loading;
 using DiffusionCache.Models.UNets;
-using DiffusionCache.Tests.Shared;
+using DiffusionCache.Tests.TestSupport;
 using static TorchSharp.torch;
 
 namespace DiffusionCache.Tests.Models;
@@ -9,7 +9,7 @@ namespace DiffusionCache.Tests.Models;
 /// <summary>Small models and inputs for unit tests.</summary>
 public static class TinyModels
 {
-    public static string GoldenUNet(string name) => Path.Combine(TestPaths.GoldenKind("unet"), "models", name);
+    public static string GoldenUNet(string name) => Path.Combine(Golden.Path("unet"), "models", name);
 
     /// <summary>The golden SD-style 2-level model with its real (random, seeded) weights.</summary>
     public static DiffusionUNet Sd1() => UNetLoader.Load(GoldenUNet("sd1-2lvl"));

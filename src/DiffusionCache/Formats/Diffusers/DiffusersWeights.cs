@@ -12,7 +12,7 @@ namespace DiffusionCache.Formats.Diffusers;
 /// <c>{stem}.safetensors.index.fp16.json</c>. When both an index and a single file exist the index wins, as in
 /// diffusers' <c>from_pretrained</c>. All files stay open until disposed; tensors are read on demand.
 /// </summary>
-public sealed class DiffusersWeights : IDisposable
+public sealed class DiffusersWeights : ITensorSource, IDisposable
 {
     public const string DefaultStem = "diffusion_pytorch_model";
 
@@ -33,6 +33,8 @@ public sealed class DiffusersWeights : IDisposable
     public IReadOnlyCollection<string> Names { get; }
     /// <summary>Bytes of all tensors as stored.</summary>
     public long TotalBytes { get; }
+
+    public string Description => IndexPath ?? (FilePaths.Count == 1 ? FilePaths[0] : ModelDir);
 
     private DiffusersWeights(string modelDir, string? variant, string? indexPath, IReadOnlyList<SafetensorsFile> files,
         Dictionary<string, SafetensorsFile> fileOf)

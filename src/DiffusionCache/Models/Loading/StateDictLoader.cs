@@ -1,17 +1,8 @@
-using DiffusionCache.Formats.Safetensors;
+using DiffusionCache.Formats;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiffusionCache.Models.Loading;
-
-/// <summary>Where named tensors come from (a safetensors file, a sharded checkpoint, ...).</summary>
-public interface ITensorSource
-{
-    string Description { get; }
-    IReadOnlyCollection<string> Names { get; }
-    SafetensorsEntry Entry(string name);
-    Tensor Load(string name, ScalarType? dtype = null, Device? device = null);
-}
 
 /// <summary>
 /// Copies a checkpoint into a module strictly, like diffusers' <c>load_state_dict(strict=True)</c>: every module

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DiffusionCache.Formats.Diffusers;
 using DiffusionCache.Models.Config;
 using DiffusionCache.Models.UNets;
 using TorchSharp;
@@ -21,7 +22,7 @@ public static class UNetLoader
         {
             if (device is not null) model.to(device);
             if (dtype != ScalarType.Float32) model.to(dtype);
-            using var weights = WeightsSource.Open(modelDir, variant);
+            using var weights = DiffusersWeights.Open(modelDir, variant);
             StateDictLoader.Load(model, weights);
             return model;
         }
