@@ -37,7 +37,7 @@ internal static class InfoCommand
             (model.ContextDim is int d ? $"   context: {contextLength}x{d}" : "") +
             $"   MACs: {Format(macs.Total)}");
         var table = new Table().Border(TableBorder.Simple)
-            .AddColumn("block").AddColumn("kind").AddColumn(new TableColumn("params").RightAligned())
+            .AddColumn(new TableColumn("block").NoWrap()).AddColumn("kind").AddColumn(new TableColumn("params").RightAligned())
             .AddColumn(new TableColumn("MACs").RightAligned()).AddColumn(new TableColumn("% of total").RightAligned());
         foreach (var site in model.Seam.Sites)
         {
