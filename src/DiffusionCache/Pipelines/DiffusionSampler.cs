@@ -1,0 +1,99 @@
+using DiffusionCache.Models.UNets;
+using DiffusionCache.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Pipelines;
+
+/// <summary>
+/// The one denoising loop every model family goes through: seeded noise, optional classifier-free guidance, the
+/// scheduler's steps, per-step observers, cancellation between steps. Each step runs in its own dispose scope, so
+/// memory stays flat however many steps run.
+/// </summary>
+public static class DiffusionSampler
+{
+    public static Tensor Sample(DiffusionUNet unet, IScheduler scheduler, SamplingRequest request,
+        IReadOnlyList<IStepObserver>? observers = null, CancellationToken cancel = default)
+    {
+        Validate(unet, request);
+        observers ??= [];
+        var p = unet.parameters().First();
+        var (device, dtype) = (p.device, p.dtype);
+
+        scheduler.SetTimesteps(request.Steps);
+        var timesteps = scheduler.Timesteps;
+        using var generator = new Generator((ulong)request.Seed, device);
+        var shape = new long[] { request.Batch, unet.InChannels, request.Height, request.Width };
+        Tensor x;
+        using (var noise = request.InitialNoise?.to(ScalarType.Float32, device) ?? randn(shape, ScalarType.Float32, device, generator: generator))
+        {
+            if (!noise.shape.SequenceEqual(shape))
+                throw new DiffusionCacheException($"initial noise is [{string.Join(",", noise.shape)}], expected [{string.Join(",", shape)}]");
+            x = (noise * scheduler.InitNoiseSigma).DetachFromDisposeScope();
+        }
+
+        // Conditioning that is the same for every step, prepared once (uncond first, as diffusers does).
+        using var context = request.UsesGuidance ? cat([request.UnconditionalContext!, request.Context!]).to(dtype, device) : request.Context?.to(dtype, device);
+        using var labels = request.ClassLabels is null ? null
+            : (request.UsesGuidance ? cat([request.ClassLabels, request.ClassLabels]) : request.ClassLabels).to(ScalarType.Int64, device);
+        var stepNoise = StepNoise.FromGenerator(generator);
+
+        foreach (var o in observers) o.BeginGeneration(request, timesteps);
+        try
+        {
+            using var noGrad = no_grad();
+            for (int i = 0; i < timesteps.Count; i++)
+            {
+                cancel.ThrowIfCancellationRequested();
+                var step = new StepInfo(i, timesteps.Count, timesteps[i]);
+                foreach (var o in observers) o.BeginStep(step);
+                using (var scope = NewDisposeScope())
+                {
+                    var modelInput = scheduler.ScaleModelInput(request.UsesGuidance ? cat([x, x]) : x, i);
+                    var t = tensor((float)timesteps[i], ScalarType.Float32, device);
+                    var output = unet.Forward(new UNetInput(modelInput.to(dtype), t, context, labels)).to(ScalarType.Float32);
+                    var prediction = request.UsesGuidance ? Guide(output, request.GuidanceScale) : output;
+                    var next = scheduler.Step(prediction, i, x, stepNoise);
+                    x.Dispose();
+                    x = next.DetachFromDisposeScope();
+                }
+                foreach (var o in observers) o.EndStep(step, x);
+            }
+        }
+        catch
+        {
+            x.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (var o in observers) o.EndGeneration();
+            scheduler.Reset();
+        }
+        return x;
+    }
+
+    /// <summary>Classifier-free guidance: u + g (c - u) on the [uncond; cond] batch.</summary>
+    public static Tensor Guide(Tensor output, double scale)
+    {
+        var halves = output.chunk(2, 0);
+        return halves[0] + scale * (halves[1] - halves[0]);
+    }
+
+    private static void Validate(DiffusionUNet unet, SamplingRequest r)
+    {
+        if (r.Steps < 1) throw new DiffusionCacheException($"steps must be at least 1, got {r.Steps}");
+        if (r.Batch < 1) throw new DiffusionCacheException($"batch must be at least 1, got {r.Batch}");
+        if (r.Height < 1 || r.Width < 1) throw new DiffusionCacheException("sample height and width must be positive");
+        if (double.IsNaN(r.GuidanceScale) || double.IsInfinity(r.GuidanceScale) || r.GuidanceScale < 0)
+            throw new DiffusionCacheException($"guidance scale must be a finite number >= 0, got {r.GuidanceScale}");
+        if (unet.ContextDim is not null && r.Context is null)
+            throw new DiffusionCacheException($"{unet.ClassName} needs a context (text or label embeddings)");
+        if (r.Context is not null && r.Context.shape[0] != r.Batch)
+            throw new DiffusionCacheException($"context batch {r.Context.shape[0]} differs from batch {r.Batch}");
+        if (r.UsesGuidance && (r.Context is null || !r.UnconditionalContext!.shape.SequenceEqual(r.Context.shape)))
+            throw new DiffusionCacheException("classifier-free guidance needs an unconditional context shaped like the context");
+        if (unet.NumClassEmbeds is not null && r.ClassLabels is null)
+            throw new DiffusionCacheException($"{unet.ClassName} has a class embedding: class labels are required");
+    }
+}
