@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DiffusionCache.Formats.Json;
 using DiffusionCache.Formats.Safetensors;
 
 namespace DiffusionCache.Parity;
@@ -51,7 +52,8 @@ public sealed class GoldenFolder : IDisposable
         if (!File.Exists(manifest)) throw new DiffusionCacheException($"{manifest}: not found");
         try
         {
-            return new GoldenFolder(path, JsonDocument.Parse(File.ReadAllBytes(manifest)));
+            // Python's json writes -Infinity/NaN bare (scheduler configs: lambda_min_clipped); see PythonJson.
+            return new GoldenFolder(path, PythonJson.Parse(File.ReadAllBytes(manifest)));
         }
         catch (JsonException e)
         {

@@ -1,0 +1,249 @@
+using System.Text.Json;
+using DiffusionCache.Formats.Safetensors;
+using DiffusionCache.Schedulers;
+using TorchSharp;
+
+namespace DiffusionCache.Parity;
+
+/// <summary>One forward pass of the conditional U-Net of a <c>cfg-sampling</c> case: the noise prediction for
+/// <paramref name="sample"/> (the doubled batch) at one scalar <paramref name="timestep"/> (integral except for
+/// Euler), with <paramref name="encoderHiddenStates"/> (<c>[uncond; cond]</c>).</summary>
+public delegate torch.Tensor CfgUNet(torch.Tensor sample, double timestep, torch.Tensor encoderHiddenStates);
+
+/// <summary>
+/// Runs the <c>schedulers</c> golden cases (shared/golden/schedulers/README.md): <c>timesteps</c> (set_timesteps
+/// results, alphas_cumprod, sigmas) and <c>trajectory</c> (whole loops with the closed-form fake-v1 model) need only
+/// the schedulers. <c>cfg-sampling</c> cases need the tiny U-Net, which this suite does not have: they are run only
+/// when a U-Net loader is supplied (<c>loadUNet</c>: model folder → forward pass), with the pipeline protocol of the
+/// README implemented here. Without one, <see cref="Run"/> returns no result for them (neither a pass nor a
+/// made-up failure) and lists their ids in <see cref="NotRun"/>; callers should report that count.
+/// </summary>
+public sealed class SchedulerParity(Func<string, CfgUNet>? loadUNet = null) : IParitySuite
+{
+    public const string TimestepsCase = "timesteps";
+    public const string TrajectoryCase = "trajectory";
+    public const string CfgSamplingCase = "cfg-sampling";
+
+    public string Kind => "schedulers";
+
+    /// <summary>Whether <c>cfg-sampling</c> cases are run (a U-Net loader was supplied).</summary>
+    public bool RunsCfgSampling => loadUNet is not null;
+
+    /// <summary>Ids of the cases the last <see cref="Run"/> left out: the <c>cfg-sampling</c> cases when no U-Net
+    /// loader was supplied.</summary>
+    public IReadOnlyList<string> NotRun { get; private set; } = [];
+
+    public IEnumerable<ParityResult> Run(GoldenFolder folder)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        if (folder.Kind != Kind)
+            throw new DiffusionCacheException($"{folder.Path}: golden folder of kind '{folder.Kind}', expected '{Kind}'");
+        var results = new List<ParityResult>();
+        var notRun = new List<string>();
+        foreach (var @case in folder.Cases)
+        {
+            if (CaseType(@case) == CfgSamplingCase && !RunsCfgSampling)
+                notRun.Add(CaseId(@case));
+            else
+                results.Add(RunCase(folder, @case));
+        }
+        NotRun = notRun;
+        return results;
+    }
+
+    public static string CaseId(JsonElement @case) =>
+        @case.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : "(no id)";
+
+    public static string CaseType(JsonElement @case) =>
+        @case.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String ? type.GetString()! : "";
+
+    /// <summary>Runs one case. A structural problem (missing field, unexpected tensor, refused config) is a failed
+    /// result with the reason as its detail. A <c>cfg-sampling</c> case without a U-Net loader is an error, not a
+    /// result.</summary>
+    public ParityResult RunCase(GoldenFolder folder, JsonElement @case)
+    {
+        string id = CaseId(@case);
+        string type = CaseType(@case);
+        if (type == CfgSamplingCase && loadUNet is null)
+            throw new DiffusionCacheException($"{id}: cfg-sampling cases need a U-Net; construct SchedulerParity with loadUNet");
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            var check = new CaseCheck(id, Tolerance.FromCase(@case));
+            using var file = folder.OpenTensors(@case);
+            var covered = new HashSet<string>();
+            switch (type)
+            {
+                case TimestepsCase: RunTimesteps(@case, file, check, covered); break;
+                case TrajectoryCase: RunTrajectory(@case, file, check, covered); break;
+                case CfgSamplingCase: RunCfg(folder, @case, file, check, covered, loadUNet!); break;
+                default: throw new CaseProblem($"unknown case type '{type}'");
+            }
+            var unchecked_ = file.Entries.Select(e => e.Name).Where(n => !IsInput(n) && !covered.Contains(n)).ToList();
+            if (unchecked_.Count > 0)
+                throw new CaseProblem($"expected tensors not checked: {string.Join(", ", unchecked_.Take(5))}" +
+                    (unchecked_.Count > 5 ? $" (+{unchecked_.Count - 5} more)" : ""));
+            return check.Result();
+        }
+        catch (Exception e) when (e is CaseProblem or DiffusionCacheException or KeyNotFoundException or InvalidOperationException)
+        {
+            return new ParityResult(id, double.PositiveInfinity, false, e.Message);
+        }
+    }
+
+    /// <summary>fake-v1's coefficient: <c>(float)(0.5 * cos(pi / 2 * t / T))</c>, computed in double.</summary>
+    public static float FakeV1Coefficient(double t, int numTrainTimesteps) =>
+        (float)(0.5 * Math.Cos(Math.PI / 2 * t / numTrainTimesteps));
+
+    /// <summary>The closed-form fake model of the trajectory cases: <c>c * x + 0.1f * sin(x)</c> in float32.</summary>
+    public static torch.Tensor FakeV1(torch.Tensor xIn, double t, int numTrainTimesteps) =>
+        xIn * FakeV1Coefficient(t, numTrainTimesteps) + torch.sin(xIn) * 0.1f;
+
+    private static bool IsInput(string name) =>
+        name is "x_T" or "cond" or "uncond" || name.StartsWith("noise.", StringComparison.Ordinal);
+
+    private static void RunTimesteps(JsonElement @case, SafetensorsFile file, CaseCheck check, HashSet<string> covered)
+    {
+        var config = Config(@case);
+        using (var fresh = SchedulerFactory.FromJson(config))
+            CompareTensor(file, check, covered, "alphas_cumprod", fresh.AlphasCumprod);
+        foreach (var run in @case.GetProperty("runs").EnumerateArray())
+        {
+            int n = run.GetProperty("num_inference_steps").GetInt32();
+            using var s = SchedulerFactory.FromJson(config);
+            if (run.TryGetProperty("raises", out var raises))
+            {
+                try
+                {
+                    s.SetTimesteps(n);
+                }
+                catch (DiffusionCacheException)
+                {
+                    continue;
+                }
+                throw new CaseProblem($"SetTimesteps({n}) was accepted; diffusers raises ({raises.GetString()})");
+            }
+            s.SetTimesteps(n);
+            CompareTimesteps($"timesteps[n={n}]", s, run.GetProperty("timesteps"));
+            check.Scalar($"init_noise_sigma[n={n}]", s.InitNoiseSigma, run.GetProperty("init_noise_sigma").GetDouble());
+            if (s is ISigmaScheduler sigmaScheduler)
+                CompareTensor(file, check, covered, $"sigmas.{n}", sigmaScheduler.Sigmas);
+            if (file.Contains($"timesteps.{n}"))
+                CompareTensor(file, check, covered, $"timesteps.{n}", [.. s.Timesteps.Select(v => (float)v)]);
+        }
+    }
+
+    private static void RunTrajectory(JsonElement @case, SafetensorsFile file, CaseCheck check, HashSet<string> covered)
+    {
+        string model = @case.GetProperty("model_output").GetString()!;
+        if (model != "fake-v1") throw new CaseProblem($"unknown model_output '{model}'");
+        using var s = SchedulerFactory.FromJson(Config(@case));
+        ApplyStepKwargs(s, @case.GetProperty("step_kwargs"));
+        var noiseSteps = @case.GetProperty("noise_steps").EnumerateArray().Select(e => e.GetInt32()).ToHashSet();
+        var x = Prepare(@case, s, file, check);
+        int trainSteps = s.Config.NumTrainTimesteps;
+        for (int i = 0; i < s.Timesteps.Count; i++)
+        {
+            using var stepScope = torch.NewDisposeScope();
+            var xIn = s.ScaleModelInput(x, i);
+            if (file.Contains($"scaled.{i}")) CompareTensor(file, check, covered, $"scaled.{i}", xIn);
+            var m = FakeV1(xIn, s.Timesteps[i], trainSteps);
+            var noise = noiseSteps.Contains(i) ? StepNoise.FromTensor(file.Load($"noise.{i}")) : null;
+            x = s.Step(m, i, x, noise);
+            CompareTensor(file, check, covered, $"x.{i}", x);
+            x = x.MoveToOuterDisposeScope();
+        }
+        CompareTensor(file, check, covered, "final", x);
+    }
+
+    private static void RunCfg(GoldenFolder folder, JsonElement @case, SafetensorsFile file, CaseCheck check,
+        HashSet<string> covered, Func<string, CfgUNet> loadUNet)
+    {
+        var unet = loadUNet(folder.Resolve(@case.GetProperty("model").GetString()!));
+        using var s = SchedulerFactory.FromJson(Config(@case));
+        float guidance = (float)@case.GetProperty("guidance_scale").GetDouble();
+        var x = Prepare(@case, s, file, check);
+        long batch = x.shape[0];
+        var embeddings = torch.cat([file.Load("uncond"), file.Load("cond")], 0);
+        for (int i = 0; i < s.Timesteps.Count; i++)
+        {
+            using var stepScope = torch.NewDisposeScope();
+            var input = s.ScaleModelInput(torch.cat([x, x], 0), i);
+            var output = unet(input, s.Timesteps[i], embeddings);
+            var uncond = output.narrow(0, 0, batch);
+            var cond = output.narrow(0, batch, batch);
+            var prediction = uncond + (cond - uncond) * guidance;
+            CompareTensor(file, check, covered, $"noise_pred.{i}", prediction);
+            x = s.Step(prediction, i, x);
+            CompareTensor(file, check, covered, $"x.{i}", x);
+            x = x.MoveToOuterDisposeScope();
+        }
+        CompareTensor(file, check, covered, "final", x);
+    }
+
+    /// <summary>Checks the schedule against the manifest and returns <c>x_T * init_noise_sigma</c>.</summary>
+    private static torch.Tensor Prepare(JsonElement @case, IScheduler s, SafetensorsFile file, CaseCheck check)
+    {
+        int n = @case.GetProperty("num_inference_steps").GetInt32();
+        s.SetTimesteps(n);
+        CompareTimesteps("timesteps", s, @case.GetProperty("timesteps"));
+        int numSteps = @case.GetProperty("num_steps").GetInt32();
+        if (numSteps != s.Timesteps.Count)
+            throw new CaseProblem($"num_steps: {s.Timesteps.Count} vs expected {numSteps}");
+        check.Scalar("init_noise_sigma", s.InitNoiseSigma, @case.GetProperty("init_noise_sigma").GetDouble());
+        var xT = file.Load("x_T");
+        long[] shape = [.. @case.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64())];
+        if (!xT.shape.SequenceEqual(shape))
+            throw new CaseProblem($"x_T shape [{string.Join(",", xT.shape)}] vs manifest shape [{string.Join(",", shape)}]");
+        return xT * s.InitNoiseSigma;
+    }
+
+    private static void ApplyStepKwargs(IScheduler s, JsonElement kwargs)
+    {
+        foreach (var kwarg in kwargs.EnumerateObject())
+        {
+            if (kwarg.Name == "eta" && s is DdimScheduler ddim) ddim.Eta = kwarg.Value.GetDouble();
+            else throw new CaseProblem($"step argument '{kwarg.Name}' is not supported for {s.Config.ClassName}");
+        }
+    }
+
+    private static JsonElement Config(JsonElement @case)
+    {
+        var config = @case.GetProperty("config");
+        if (@case.TryGetProperty("scheduler", out var scheduler) &&
+            config.TryGetProperty("_class_name", out var className) && scheduler.GetString() != className.GetString())
+            throw new CaseProblem($"scheduler '{scheduler.GetString()}' differs from config._class_name '{className.GetString()}'");
+        return config;
+    }
+
+    /// <summary>Timesteps must match exactly (Euler's as float32 values).</summary>
+    private static void CompareTimesteps(string name, IScheduler s, JsonElement expected)
+    {
+        var want = expected.EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        var got = s.Timesteps;
+        bool floatTimesteps = s is EulerDiscreteScheduler;
+        if (got.Count != want.Length)
+            throw new CaseProblem($"{name}: {got.Count} timesteps vs expected {want.Length}");
+        for (int i = 0; i < want.Length; i++)
+        {
+            bool equal = got[i] == want[i] || (floatTimesteps && (float)got[i] == (float)want[i]);
+            if (!equal)
+                throw new CaseProblem($"{name}[{i}]: {got[i]:R} vs expected {want[i]:R}");
+        }
+    }
+
+    private static void CompareTensor(SafetensorsFile file, CaseCheck check, HashSet<string> covered, string name,
+        IReadOnlyList<float> actual) =>
+        CompareTensor(file, check, covered, name, torch.tensor(actual.ToArray(), torch.float32));
+
+    private static void CompareTensor(SafetensorsFile file, CaseCheck check, HashSet<string> covered, string name,
+        torch.Tensor actual)
+    {
+        if (!file.Contains(name)) throw new CaseProblem($"expected tensor '{name}' is missing from the case file");
+        using var expected = file.Load(name);
+        check.Tensor(name, actual, expected);
+        covered.Add(name);
+    }
+
+    private sealed class CaseProblem(string message) : Exception(message);
+}
