@@ -6,6 +6,7 @@ public static class ParitySuites
     private static readonly Dictionary<string, Func<IParitySuite>> Suites = new(StringComparer.Ordinal)
     {
         ["unet"] = () => new UNetParity(),
+        ["schedulers"] = () => new SchedulerParity(),
     };
 
     public static IReadOnlyCollection<string> Kinds => Suites.Keys;

@@ -1,24 +1,19 @@
 using System.Text.Json;
 using DiffusionCache.Formats.Safetensors;
+using DiffusionCache.Models.Loading;
+using DiffusionCache.Pipelines;
 using DiffusionCache.Schedulers;
 using TorchSharp;
 
 namespace DiffusionCache.Parity;
 
-/// <summary>One forward pass of the conditional U-Net of a <c>cfg-sampling</c> case: the noise prediction for
-/// <paramref name="sample"/> (the doubled batch) at one scalar <paramref name="timestep"/> (integral except for
-/// Euler), with <paramref name="encoderHiddenStates"/> (<c>[uncond; cond]</c>).</summary>
-public delegate torch.Tensor CfgUNet(torch.Tensor sample, double timestep, torch.Tensor encoderHiddenStates);
-
 /// <summary>
 /// Runs the <c>schedulers</c> golden cases (shared/golden/schedulers/README.md): <c>timesteps</c> (set_timesteps
 /// results, alphas_cumprod, sigmas) and <c>trajectory</c> (whole loops with the closed-form fake-v1 model) need only
-/// the schedulers. <c>cfg-sampling</c> cases need the tiny U-Net, which this suite does not have: they are run only
-/// when a U-Net loader is supplied (<c>loadUNet</c>: model folder → forward pass), with the pipeline protocol of the
-/// README implemented here. Without one, <see cref="Run"/> returns no result for them (neither a pass nor a
-/// made-up failure) and lists their ids in <see cref="NotRun"/>; callers should report that count.
+/// the schedulers. <c>cfg-sampling</c> cases run the tiny U-Net through our one sampling loop
+/// (<see cref="DiffusionSampler"/>), so they check the pipeline's guidance and stepping as well.
 /// </summary>
-public sealed class SchedulerParity(Func<string, CfgUNet>? loadUNet = null) : IParitySuite
+public sealed class SchedulerParity : IParitySuite
 {
     public const string TimestepsCase = "timesteps";
     public const string TrajectoryCase = "trajectory";
@@ -26,29 +21,12 @@ public sealed class SchedulerParity(Func<string, CfgUNet>? loadUNet = null) : IP
 
     public string Kind => "schedulers";
 
-    /// <summary>Whether <c>cfg-sampling</c> cases are run (a U-Net loader was supplied).</summary>
-    public bool RunsCfgSampling => loadUNet is not null;
-
-    /// <summary>Ids of the cases the last <see cref="Run"/> left out: the <c>cfg-sampling</c> cases when no U-Net
-    /// loader was supplied.</summary>
-    public IReadOnlyList<string> NotRun { get; private set; } = [];
-
     public IEnumerable<ParityResult> Run(GoldenFolder folder)
     {
         ArgumentNullException.ThrowIfNull(folder);
         if (folder.Kind != Kind)
             throw new DiffusionCacheException($"{folder.Path}: golden folder of kind '{folder.Kind}', expected '{Kind}'");
-        var results = new List<ParityResult>();
-        var notRun = new List<string>();
-        foreach (var @case in folder.Cases)
-        {
-            if (CaseType(@case) == CfgSamplingCase && !RunsCfgSampling)
-                notRun.Add(CaseId(@case));
-            else
-                results.Add(RunCase(folder, @case));
-        }
-        NotRun = notRun;
-        return results;
+        return folder.Cases.Select(c => RunCase(folder, c)).ToList();
     }
 
     public static string CaseId(JsonElement @case) =>
@@ -64,8 +42,6 @@ public sealed class SchedulerParity(Func<string, CfgUNet>? loadUNet = null) : IP
     {
         string id = CaseId(@case);
         string type = CaseType(@case);
-        if (type == CfgSamplingCase && loadUNet is null)
-            throw new DiffusionCacheException($"{id}: cfg-sampling cases need a U-Net; construct SchedulerParity with loadUNet");
         try
         {
             using var scope = torch.NewDisposeScope();
@@ -76,7 +52,7 @@ public sealed class SchedulerParity(Func<string, CfgUNet>? loadUNet = null) : IP
             {
                 case TimestepsCase: RunTimesteps(@case, file, check, covered); break;
                 case TrajectoryCase: RunTrajectory(@case, file, check, covered); break;
-                case CfgSamplingCase: RunCfg(folder, @case, file, check, covered, loadUNet!); break;
+                case CfgSamplingCase: RunCfg(folder, @case, file, check, covered); break;
                 default: throw new CaseProblem($"unknown case type '{type}'");
             }
             var unchecked_ = file.Entries.Select(e => e.Name).Where(n => !IsInput(n) && !covered.Contains(n)).ToList();
@@ -157,28 +133,32 @@ public sealed class SchedulerParity(Func<string, CfgUNet>? loadUNet = null) : IP
     }
 
     private static void RunCfg(GoldenFolder folder, JsonElement @case, SafetensorsFile file, CaseCheck check,
-        HashSet<string> covered, Func<string, CfgUNet> loadUNet)
+        HashSet<string> covered)
     {
-        var unet = loadUNet(folder.Resolve(@case.GetProperty("model").GetString()!));
+        using var unet = UNetLoader.Load(folder.Resolve(@case.GetProperty("model").GetString()!));
         using var s = SchedulerFactory.FromJson(Config(@case));
-        float guidance = (float)@case.GetProperty("guidance_scale").GetDouble();
-        var x = Prepare(@case, s, file, check);
-        long batch = x.shape[0];
-        var embeddings = torch.cat([file.Load("uncond"), file.Load("cond")], 0);
-        for (int i = 0; i < s.Timesteps.Count; i++)
+        using var scope = torch.NewDisposeScope();
+        using var xT = Prepare(@case, s, file, check);   // validates the schedule; the sampler applies init_noise_sigma
+        var cond = file.Load("cond");
+        var request = new SamplingRequest
         {
-            using var stepScope = torch.NewDisposeScope();
-            var input = s.ScaleModelInput(torch.cat([x, x], 0), i);
-            var output = unet(input, s.Timesteps[i], embeddings);
-            var uncond = output.narrow(0, 0, batch);
-            var cond = output.narrow(0, batch, batch);
-            var prediction = uncond + (cond - uncond) * guidance;
-            CompareTensor(file, check, covered, $"noise_pred.{i}", prediction);
-            x = s.Step(prediction, i, x);
-            CompareTensor(file, check, covered, $"x.{i}", x);
-            x = x.MoveToOuterDisposeScope();
+            Steps = @case.GetProperty("num_inference_steps").GetInt32(),
+            Batch = (int)cond.shape[0],
+            Height = (int)xT.shape[2],
+            Width = (int)xT.shape[3],
+            Context = cond,
+            UnconditionalContext = file.Load("uncond"),
+            GuidanceScale = @case.GetProperty("guidance_scale").GetDouble(),
+            InitialNoise = file.Load("x_T"),
+        };
+        var recorder = new StepRecorder();
+        var final = DiffusionSampler.Sample(unet, s, request, [recorder]);
+        for (int i = 0; i < recorder.Latents.Count; i++)
+        {
+            CompareTensor(file, check, covered, $"noise_pred.{i}", recorder.Predictions[i]);
+            CompareTensor(file, check, covered, $"x.{i}", recorder.Latents[i]);
         }
-        CompareTensor(file, check, covered, "final", x);
+        CompareTensor(file, check, covered, "final", final.MoveToOuterDisposeScope());
     }
 
     /// <summary>Checks the schedule against the manifest and returns <c>x_T * init_noise_sigma</c>.</summary>

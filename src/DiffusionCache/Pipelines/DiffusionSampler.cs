@@ -53,6 +53,7 @@ public static class DiffusionSampler
                     var t = tensor((float)timesteps[i], ScalarType.Float32, device);
                     var output = unet.Forward(new UNetInput(modelInput.to(dtype), t, context, labels)).to(ScalarType.Float32);
                     var prediction = request.UsesGuidance ? Guide(output, request.GuidanceScale) : output;
+                    foreach (var o in observers) o.OnPrediction(step, prediction);
                     var next = scheduler.Step(prediction, i, x, stepNoise);
                     x.Dispose();
                     x = next.DetachFromDisposeScope();

@@ -37,6 +37,8 @@ public interface IStepObserver
 {
     void BeginGeneration(SamplingRequest request, IReadOnlyList<double> timesteps) { }
     void BeginStep(StepInfo step) { }
+    /// <param name="prediction">the (guided) model output the scheduler steps with (do not keep without cloning).</param>
+    void OnPrediction(StepInfo step, Tensor prediction) { }
     /// <param name="latents">the sample after this step (do not keep without cloning).</param>
     void EndStep(StepInfo step, Tensor latents) { }
     void EndGeneration() { }
