@@ -23,18 +23,17 @@ public static class DiffusionSampler
         scheduler.SetTimesteps(request.Steps);
         var timesteps = scheduler.Timesteps;
         using var generator = new Generator((ulong)request.Seed, device);
+        // Everything but the result lives in this generation's scope; each step has its own scope inside it.
+        using var generation = NewDisposeScope();
         var shape = new long[] { request.Batch, unet.InChannels, request.Height, request.Width };
-        Tensor x;
-        using (var noise = request.InitialNoise?.to(ScalarType.Float32, device) ?? randn(shape, ScalarType.Float32, device, generator: generator))
-        {
-            if (!noise.shape.SequenceEqual(shape))
-                throw new DiffusionCacheException($"initial noise is [{string.Join(",", noise.shape)}], expected [{string.Join(",", shape)}]");
-            x = (noise * scheduler.InitNoiseSigma).DetachFromDisposeScope();
-        }
+        var noise = request.InitialNoise?.to(ScalarType.Float32, device) ?? randn(shape, ScalarType.Float32, device, generator: generator);
+        if (!noise.shape.SequenceEqual(shape))
+            throw new DiffusionCacheException($"initial noise is [{string.Join(",", noise.shape)}], expected [{string.Join(",", shape)}]");
+        var x = (noise * scheduler.InitNoiseSigma).DetachFromDisposeScope();
 
         // Conditioning that is the same for every step, prepared once (uncond first, as diffusers does).
-        using var context = request.UsesGuidance ? cat([request.UnconditionalContext!, request.Context!]).to(dtype, device) : request.Context?.to(dtype, device);
-        using var labels = request.ClassLabels is null ? null
+        var context = request.UsesGuidance ? cat([request.UnconditionalContext!, request.Context!]).to(dtype, device) : request.Context?.to(dtype, device);
+        var labels = request.ClassLabels is null ? null
             : (request.UsesGuidance ? cat([request.ClassLabels, request.ClassLabels]) : request.ClassLabels).to(ScalarType.Int64, device);
         var stepNoise = StepNoise.FromGenerator(generator);
 
