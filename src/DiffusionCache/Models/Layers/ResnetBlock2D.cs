@@ -74,6 +74,12 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
         return output.MoveToOuterDisposeScope();
     }
 
+    /// <summary>The forward pass of a block built without a time embedding (<c>tembChannels</c> null), as in the
+    /// VAE; the two-argument form reads its time embedding only when the block has <c>time_emb_proj</c>.</summary>
+    public Tensor forward(Tensor x) => _timeEmbProj is null
+        ? forward(x, null!)
+        : throw new InvalidOperationException("this ResnetBlock2D has time_emb_proj and needs a time embedding");
+
     /// <summary>shortcut(x) / output_scale_factor: the part of the output that is not the block's change.</summary>
     public Tensor PassThrough(Tensor x)
     {
