@@ -52,6 +52,11 @@ public sealed class AutoencoderKL : nn.Module
         eval();
     }
 
+    /// <summary>Children are registered explicitly under diffusers' names. TorchSharp's default would, once this
+    /// module is registered in a parent, register every module field again under its C# field name, so that
+    /// <c>state_dict()</c> listed each tensor twice.</summary>
+    protected override void RegisterComponents() { }
+
     /// <summary><c>encode(image).latent_dist</c>: the posterior over latents, [B, latent, H/f, W/f] each.</summary>
     /// <param name="image">[B, in_channels, H, W], values in [-1, 1].</param>
     public DiagonalGaussian Encode(Tensor image)

@@ -1,4 +1,5 @@
 using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -28,7 +29,7 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
             .Select(i => new UpDecoderBlock2D(rev[Math.Max(i - 1, 0)], rev[i], config.LayersPerBlock + 1, groups,
                 addUpsample: i < rev.Length - 1))
             .ToArray());
-        _convNormOut = nn.GroupNorm(groups, rev[^1], Vae.Eps, affine: true);
+        _convNormOut = Norms.GroupNorm(groups, rev[^1], Vae.Eps);
         _convOut = nn.Conv2d(rev[^1], config.OutChannels, 3, padding: 1);
 
         register_module("conv_in", _convIn);
@@ -37,6 +38,11 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
         register_module("conv_norm_out", _convNormOut);
         register_module("conv_out", _convOut);
     }
+
+    /// <summary>Children are registered explicitly under diffusers' names. TorchSharp's default would, once this
+    /// module is registered in a parent, register every module field again under its C# field name, so that
+    /// <c>state_dict()</c> listed each tensor twice.</summary>
+    protected override void RegisterComponents() { }
 
     public override Tensor forward(Tensor latents) => Forward(latents, null);
 

@@ -1,4 +1,5 @@
 using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -28,7 +29,7 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
                 addDownsample: i < ch.Count - 1))
             .ToArray());
         _midBlock = new VaeMidBlock(ch[^1], groups, config.MidBlockAddAttention);
-        _convNormOut = nn.GroupNorm(groups, ch[^1], Vae.Eps, affine: true);
+        _convNormOut = Norms.GroupNorm(groups, ch[^1], Vae.Eps);
         _convOut = nn.Conv2d(ch[^1], 2 * config.LatentChannels, 3, padding: 1);
 
         register_module("conv_in", _convIn);
@@ -37,6 +38,11 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
         register_module("conv_norm_out", _convNormOut);
         register_module("conv_out", _convOut);
     }
+
+    /// <summary>Children are registered explicitly under diffusers' names. TorchSharp's default would, once this
+    /// module is registered in a parent, register every module field again under its C# field name, so that
+    /// <c>state_dict()</c> listed each tensor twice.</summary>
+    protected override void RegisterComponents() { }
 
     public override Tensor forward(Tensor image) => Forward(image, null);
 

@@ -30,6 +30,9 @@ internal sealed class DownEncoderBlock2D : nn.Module<Tensor, Tensor>
         }
     }
 
+    // Explicit registration only, as in every module of the library (see ResnetBlock2D.RegisterComponents).
+    protected override void RegisterComponents() { }
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
@@ -57,6 +60,9 @@ internal sealed class UpDecoderBlock2D : nn.Module<Tensor, Tensor>
             register_module("upsamplers", _upsamplers);
         }
     }
+
+    // Explicit registration only, as in every module of the library (see ResnetBlock2D.RegisterComponents).
+    protected override void RegisterComponents() { }
 
     public override Tensor forward(Tensor x)
     {
@@ -93,6 +99,9 @@ internal sealed class VaeMidBlock : nn.Module<Tensor, Tensor>
             register_module("attentions", _attentions);
         }
     }
+
+    // Explicit registration only, as in every module of the library (see ResnetBlock2D.RegisterComponents).
+    protected override void RegisterComponents() { }
 
     public override Tensor forward(Tensor x)
     {
