@@ -37,7 +37,7 @@ public sealed class VaeParity : IParitySuite
         return RunLazily(folder);
     }
 
-    private IEnumerable<ParityResult> RunLazily(GoldenFolder folder)
+    private static IEnumerable<ParityResult> RunLazily(GoldenFolder folder)
     {
         foreach (var @case in folder.Cases.Where(IsVaeCase)) yield return RunCase(folder, @case);
     }
