@@ -38,7 +38,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         int kvDim = options.CrossAttentionDim ?? options.QueryDim;
         if (options.GroupNormGroups is int g)
         {
-            _groupNorm = nn.GroupNorm(g, options.QueryDim, options.Eps, affine: true);
+            _groupNorm = Norms.GroupNorm(g, options.QueryDim, options.Eps);
             register_module("group_norm", _groupNorm);
         }
         _toQ = nn.Linear(options.QueryDim, inner, hasBias: options.QkvBias);
@@ -54,6 +54,11 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
 
     /// <param name="hidden">[B, N, C], or [B, C, H, W] for the spatial form.</param>
     /// <param name="context">[B, L, C_ctx] for cross-attention; null attends to <paramref name="hidden"/>.</param>
+    /// <summary>Children are registered explicitly under diffusers' names. TorchSharp's default would, once this
+    /// module is registered in a parent, register every module field again under its C# field name, so that
+    /// <c>state_dict()</c> listed each tensor twice.</summary>
+    protected override void RegisterComponents() { }
+
     public override Tensor forward(Tensor hidden, Tensor? context)
     {
         using var scope = NewDisposeScope();

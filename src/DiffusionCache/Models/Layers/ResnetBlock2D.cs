@@ -31,10 +31,10 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
         OutChannels = outChannels;
         _outputScaleFactor = outputScaleFactor;
         _scaleShift = timeEmbeddingNorm == "scale_shift";
-        _norm1 = nn.GroupNorm(groups, inChannels, eps, affine: true);
+        _norm1 = Norms.GroupNorm(groups, inChannels, eps);
         _conv1 = nn.Conv2d(inChannels, outChannels, 3, stride: 1, padding: 1);
         if (tembChannels is int t) _timeEmbProj = nn.Linear(t, _scaleShift ? 2 * outChannels : outChannels);
-        _norm2 = nn.GroupNorm(groups, outChannels, eps, affine: true);
+        _norm2 = Norms.GroupNorm(groups, outChannels, eps);
         _conv2 = nn.Conv2d(outChannels, outChannels, 3, stride: 1, padding: 1);
         if (inChannels != outChannels) _convShortcut = nn.Conv2d(inChannels, outChannels, 1L, stride: 1L, padding: 0L);
 
@@ -45,6 +45,11 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
         register_module("conv2", _conv2);
         if (_convShortcut is not null) register_module("conv_shortcut", _convShortcut);
     }
+
+    /// <summary>Children are registered explicitly under diffusers' names. TorchSharp's default would, once this
+    /// module is registered in a parent, register every module field again under its C# field name, so that
+    /// <c>state_dict()</c> listed each tensor twice.</summary>
+    protected override void RegisterComponents() { }
 
     public override Tensor forward(Tensor x, Tensor temb)
     {
@@ -73,6 +78,12 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
         if (_outputScaleFactor != 1.0) output = output / _outputScaleFactor;
         return output.MoveToOuterDisposeScope();
     }
+
+    /// <summary>The forward pass of a block built without a time embedding (<c>tembChannels</c> null), as in the
+    /// VAE; the two-argument form reads its time embedding only when the block has <c>time_emb_proj</c>.</summary>
+    public Tensor forward(Tensor x) => _timeEmbProj is null
+        ? forward(x, null!)
+        : throw new InvalidOperationException("this ResnetBlock2D has time_emb_proj and needs a time embedding");
 
     /// <summary>shortcut(x) / output_scale_factor: the part of the output that is not the block's change.</summary>
     public Tensor PassThrough(Tensor x)

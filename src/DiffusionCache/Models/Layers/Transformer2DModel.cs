@@ -22,7 +22,7 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
     {
         _linear = useLinearProjection;
         _inner = heads * dimHead;
-        _norm = nn.GroupNorm(groups, channels, 1e-6, affine: true);
+        _norm = Norms.GroupNorm(groups, channels, 1e-6);
         _projIn = useLinearProjection ? nn.Linear(channels, _inner) : nn.Conv2d(channels, _inner, 1);
         _blocks = nn.ModuleList(Enumerable.Range(0, layers)
             .Select(_ => new BasicTransformerBlock(_inner, heads, dimHead, crossAttentionDim, onlyCrossAttention)).ToArray());

@@ -16,6 +16,11 @@ public sealed class Upsample2D : nn.Module<Tensor, Tensor>
         register_module("conv", _conv);
     }
 
+    /// <summary>Children are registered explicitly under diffusers' names. TorchSharp's default would, once this
+    /// module is registered in a parent, register every module field again under its C# field name, so that
+    /// <c>state_dict()</c> listed each tensor twice.</summary>
+    protected override void RegisterComponents() { }
+
     public override Tensor forward(Tensor x) => Forward(x, null);
 
     public Tensor Forward(Tensor x, long[]? outputSize)

@@ -116,7 +116,7 @@ public sealed class UNet2DConditionModel : DiffusionUNet
             up.Add(new UpBlock(config.UpBlockTypes[i], Seam, i, n - 1 - i, resnets, attentions, upsampler));
         }
 
-        if (config.NormNumGroups is int g) _convNormOut = nn.GroupNorm(g, ch[0], config.NormEps, affine: true);
+        if (config.NormNumGroups is int g) _convNormOut = Norms.GroupNorm(g, ch[0], config.NormEps);
         _convOut = nn.Conv2d(ch[0], config.OutChannels, config.ConvOutKernel, padding: (config.ConvOutKernel - 1) / 2);
 
         _downBlocks = nn.ModuleList(down.ToArray());

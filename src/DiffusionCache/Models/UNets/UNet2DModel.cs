@@ -98,7 +98,7 @@ public sealed class UNet2DModel : DiffusionUNet
             up.Add(new UpBlock(config.UpBlockTypes[i], Seam, i, n - 1 - i, resnets, attentions, upsampler));
         }
 
-        _convNormOut = nn.GroupNorm(groups, ch[0], config.NormEps, affine: true);
+        _convNormOut = Norms.GroupNorm(groups, ch[0], config.NormEps);
         _convOut = nn.Conv2d(ch[0], config.OutChannels, 3, padding: 1);
 
         _downBlocks = nn.ModuleList(down.ToArray());

@@ -1,0 +1,41 @@
+using DiffusionCache.Models.Autoencoders;
+using DiffusionCache.Models.Config;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Loading;
+
+/// <summary>Builds an <see cref="AutoencoderKL"/> from a diffusers model folder (<c>config.json</c> +
+/// <c>diffusion_pytorch_model.safetensors</c>), loading the weights strictly.</summary>
+public static class AutoencoderLoader
+{
+    /// <param name="dtype">Compute type; weights of another type are converted on load. SD VAEs set
+    /// <c>force_upcast</c> because they overflow in float16; that choice is the caller's (see
+    /// <see cref="AutoencoderKLConfig.ForceUpcast"/>).</param>
+    /// <param name="variant">Weights variant such as "fp16" (<c>diffusion_pytorch_model.fp16.safetensors</c>).</param>
+    public static AutoencoderKL Load(string modelDir, ScalarType dtype = ScalarType.Float32, Device? device = null,
+        string? variant = null)
+    {
+        var model = Create(modelDir);
+        try
+        {
+            if (device is not null) model.to(device);
+            if (dtype != ScalarType.Float32) model.to(dtype);
+            using var weights = WeightsSource.Open(modelDir, variant);
+            StateDictLoader.Load(model, weights);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads <c>config.json</c> and builds the model with freshly initialised weights.</summary>
+    public static AutoencoderKL Create(string modelDir)
+    {
+        if (!Directory.Exists(modelDir)) throw new DiffusionCacheException($"{modelDir}: model folder not found");
+        return new AutoencoderKL(AutoencoderKLConfig.FromFile(Path.Combine(modelDir, "config.json")));
+    }
+}
