@@ -7,6 +7,7 @@ public static class ParitySuites
     {
         ["unet"] = () => new UNetParity(),
         ["schedulers"] = () => new SchedulerParity(),
+        ["textvae"] = () => new VaeParity(),
     };
 
     public static IReadOnlyCollection<string> Kinds => Suites.Keys;

@@ -151,7 +151,7 @@ public sealed class SchedulerParity : IParitySuite
             GuidanceScale = @case.GetProperty("guidance_scale").GetDouble(),
             InitialNoise = file.Load("x_T"),
         };
-        var recorder = new StepRecorder();
+        using var recorder = new StepRecorder();
         var final = DiffusionSampler.Sample(unet, s, request, [recorder]);
         for (int i = 0; i < recorder.Latents.Count; i++)
         {

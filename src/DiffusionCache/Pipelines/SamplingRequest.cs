@@ -32,7 +32,9 @@ public sealed record SamplingRequest
 public sealed record StepInfo(int Index, int Count, double Timestep);
 
 /// <summary>Told about every generation and step of the sampling loop. Caching policies use it to learn the step
-/// index and timestep and to reset their caches between generations; progress displays use it too.</summary>
+/// index and timestep and to reset their caches between generations; progress displays use it too. Calls happen
+/// inside the sampler's dispose scopes: an observer that keeps a tensor clones it and detaches the clone
+/// (<c>DetachFromDisposeScope</c>), and frees it itself.</summary>
 public interface IStepObserver
 {
     void BeginGeneration(SamplingRequest request, IReadOnlyList<double> timesteps) { }

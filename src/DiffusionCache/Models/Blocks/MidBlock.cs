@@ -9,6 +9,10 @@ namespace DiffusionCache.Models.Blocks;
 /// <summary>The mid block (UNetMidBlock2DCrossAttn, UNetMidBlock2D): resnets.0, then (attention, resnet) pairs.</summary>
 public sealed class MidBlock : nn.Module
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     private readonly ModuleList<ResnetBlock2D> _resnets;
     private readonly ModuleList<nn.Module<Tensor, Tensor?, Tensor>>? _attentions;
     private readonly BlockSeam _seam;

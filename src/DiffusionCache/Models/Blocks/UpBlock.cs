@@ -13,6 +13,10 @@ namespace DiffusionCache.Models.Blocks;
 /// </summary>
 public sealed class UpBlock : nn.Module
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     private readonly ModuleList<ResnetBlock2D> _resnets;
     private readonly ModuleList<nn.Module<Tensor, Tensor?, Tensor>>? _attentions;
     private readonly ModuleList<Upsample2D>? _upsamplers;

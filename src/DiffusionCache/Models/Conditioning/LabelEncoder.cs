@@ -41,6 +41,10 @@ public sealed record LabelEncoderConfig(int NumLabels, int TokensPerLabel, int E
 /// </summary>
 public sealed class LabelEncoder : nn.Module<Tensor, Tensor>
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     private readonly Embedding _embedding;
 
     public LabelEncoderConfig Config { get; }

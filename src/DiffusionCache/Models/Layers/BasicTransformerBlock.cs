@@ -8,6 +8,10 @@ namespace DiffusionCache.Models.Layers;
 /// feed-forward, each pre-normed and residual.</summary>
 public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     private readonly LayerNorm _norm1, _norm2, _norm3;
     private readonly Attention _attn1, _attn2;
     private readonly FeedForward _ff;

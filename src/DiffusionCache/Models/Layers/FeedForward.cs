@@ -7,6 +7,10 @@ namespace DiffusionCache.Models.Layers;
 /// <summary>diffusers <c>GEGLU</c>: proj to 2x width, value * gelu(gate).</summary>
 public sealed class GEGLU : nn.Module<Tensor, Tensor>
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     private readonly Linear _proj;
 
     public GEGLU(int dimIn, int dimOut) : base(nameof(GEGLU))
@@ -29,6 +33,10 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
 /// <summary>diffusers <c>FeedForward</c> with GEGLU (its <c>net</c> is [GEGLU, Dropout, Linear]).</summary>
 public sealed class FeedForward : nn.Module<Tensor, Tensor>
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     private readonly ModuleList<nn.Module<Tensor, Tensor>> _net;
 
     public FeedForward(int dim, int mult = 4) : base(nameof(FeedForward))

@@ -7,6 +7,10 @@ namespace DiffusionCache.Models.Layers;
 /// <summary>diffusers <c>TimestepEmbedding</c>: linear_1, SiLU, linear_2.</summary>
 public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     private readonly Linear _linear1;
     private readonly Linear _linear2;
 

@@ -7,6 +7,10 @@ namespace DiffusionCache.Models.Layers;
 /// (freq[i] = exp(-ln(10000) * i / (half - freq_shift)); [sin, cos], or [cos, sin] when flipped).</summary>
 public sealed class Timesteps : nn.Module<Tensor, Tensor>
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     private readonly int _dim;
     private readonly bool _flipSinToCos;
     private readonly double _freqShift;

@@ -11,6 +11,10 @@ namespace DiffusionCache.Models.Layers;
 /// </summary>
 public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     private readonly GroupNorm _norm;
     private readonly nn.Module<Tensor, Tensor> _projIn, _projOut;
     private readonly ModuleList<BasicTransformerBlock> _blocks;

@@ -16,20 +16,7 @@ public static class AutoencoderLoader
     public static AutoencoderKL Load(string modelDir, ScalarType dtype = ScalarType.Float32, Device? device = null,
         string? variant = null)
     {
-        var model = Create(modelDir);
-        try
-        {
-            if (device is not null) model.to(device);
-            if (dtype != ScalarType.Float32) model.to(dtype);
-            using var weights = WeightsSource.Open(modelDir, variant);
-            StateDictLoader.Load(model, weights);
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        return ComponentLoader.LoadWeights(Create(modelDir), modelDir, variant, dtype, device);
     }
 
     /// <summary>Reads <c>config.json</c> and builds the model with freshly initialised weights.</summary>

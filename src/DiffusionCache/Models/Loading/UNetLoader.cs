@@ -17,20 +17,7 @@ public static class UNetLoader
     public static DiffusionUNet Load(string modelDir, string? variant = null, ScalarType dtype = ScalarType.Float32,
         Device? device = null)
     {
-        var model = Create(modelDir);
-        try
-        {
-            if (device is not null) model.to(device);
-            if (dtype != ScalarType.Float32) model.to(dtype);
-            using var weights = DiffusersWeights.Open(modelDir, variant);
-            StateDictLoader.Load(model, weights);
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        return ComponentLoader.LoadWeights(Create(modelDir), modelDir, variant, dtype, device);
     }
 
     /// <summary>Reads <c>config.json</c> and builds the model with freshly initialised weights.</summary>

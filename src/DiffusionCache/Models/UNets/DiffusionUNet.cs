@@ -8,6 +8,10 @@ namespace DiffusionCache.Models.UNets;
 /// called through, and its shape facts.</summary>
 public abstract class DiffusionUNet : nn.Module
 {
+    /// <summary>Submodules are registered explicitly under diffusers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
+    protected override void RegisterComponents() { }
+
     protected DiffusionUNet(string name) : base(name) { }
 
     /// <summary>Every addressable block call goes through this seam (see <see cref="BlockSeam"/>).</summary>

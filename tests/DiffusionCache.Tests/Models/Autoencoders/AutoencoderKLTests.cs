@@ -1,3 +1,4 @@
+using DiffusionCache.Formats;
 using DiffusionCache.Formats.Safetensors;
 using DiffusionCache.Models.Autoencoders;
 using DiffusionCache.Models.Config;

@@ -1,0 +1,28 @@
+using DiffusionCache.Formats.Diffusers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Loading;
+
+/// <summary>The part every component loader shares: place a freshly built model, then fill it from the folder's
+/// weights strictly. The model is disposed if anything fails.</summary>
+public static class ComponentLoader
+{
+    public static T LoadWeights<T>(T model, string modelDir, string? variant, ScalarType dtype, Device? device,
+        string stem = DiffusersWeights.DefaultStem) where T : nn.Module
+    {
+        try
+        {
+            if (device is not null) model.to(device);
+            if (dtype != ScalarType.Float32) model.to(dtype);
+            using var weights = DiffusersWeights.Open(modelDir, variant, stem);
+            StateDictLoader.Load(model, weights);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+}
