@@ -5,4 +5,5 @@ var root = new RootCommand("diffcache: faster diffusion sampling by caching what
 root.Subcommands.Add(ParityCommand.Create());
 root.Subcommands.Add(InfoCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
 return root.Parse(args).Invoke();

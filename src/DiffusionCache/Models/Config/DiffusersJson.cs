@@ -1,0 +1,76 @@
+using System.Text.Json;
+
+namespace DiffusionCache.Models.Config;
+
+/// <summary>Writes configs the way diffusers does (<c>_class_name</c>, <c>_diffusers_version</c>, snake_case keys,
+/// sorted), so that our exported folders load in diffusers too.</summary>
+public static class DiffusersJson
+{
+    public const string Version = "0.27.2";
+
+    public static string Write(string className, IReadOnlyDictionary<string, object?> values)
+    {
+        var all = new SortedDictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["_class_name"] = className,
+            ["_diffusers_version"] = Version,
+        };
+        foreach (var (k, v) in values) all[k] = v;
+        return JsonSerializer.Serialize(all, new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    public static string ToJson(this UNet2DConditionConfig c) => Write("UNet2DConditionModel", new Dictionary<string, object?>
+    {
+        ["in_channels"] = c.InChannels,
+        ["out_channels"] = c.OutChannels,
+        ["sample_size"] = c.SampleSize,
+        ["center_input_sample"] = c.CenterInputSample,
+        ["flip_sin_to_cos"] = c.FlipSinToCos,
+        ["freq_shift"] = c.FreqShift,
+        ["down_block_types"] = c.DownBlockTypes,
+        ["mid_block_type"] = c.MidBlockType,
+        ["up_block_types"] = c.UpBlockTypes,
+        ["only_cross_attention"] = c.OnlyCrossAttention,
+        ["block_out_channels"] = c.BlockOutChannels,
+        ["layers_per_block"] = c.LayersPerBlock,
+        ["downsample_padding"] = c.DownsamplePadding,
+        ["mid_block_scale_factor"] = c.MidBlockScaleFactor,
+        ["act_fn"] = c.ActFn,
+        ["norm_num_groups"] = c.NormNumGroups,
+        ["norm_eps"] = c.NormEps,
+        ["cross_attention_dim"] = c.CrossAttentionDim,
+        ["transformer_layers_per_block"] = c.TransformerLayersPerBlock,
+        // diffusers 0.27.2 reads attention_head_dim as the head count when num_attention_heads is null.
+        ["attention_head_dim"] = c.NumAttentionHeads,
+        ["num_attention_heads"] = null,
+        ["use_linear_projection"] = c.UseLinearProjection,
+        ["upcast_attention"] = c.UpcastAttention,
+        ["num_class_embeds"] = c.NumClassEmbeds,
+        ["class_embeddings_concat"] = c.ClassEmbeddingsConcat,
+        ["resnet_time_scale_shift"] = c.ResnetTimeScaleShift,
+        ["time_embedding_dim"] = c.TimeEmbeddingDim,
+        ["conv_in_kernel"] = c.ConvInKernel,
+        ["conv_out_kernel"] = c.ConvOutKernel,
+    });
+
+    public static string ToJson(this AutoencoderKLConfig c) => Write("AutoencoderKL", new Dictionary<string, object?>
+    {
+        ["in_channels"] = c.InChannels,
+        ["out_channels"] = c.OutChannels,
+        ["down_block_types"] = c.DownBlockTypes,
+        ["up_block_types"] = c.UpBlockTypes,
+        ["block_out_channels"] = c.BlockOutChannels,
+        ["layers_per_block"] = c.LayersPerBlock,
+        ["act_fn"] = "silu",
+        ["latent_channels"] = c.LatentChannels,
+        ["norm_num_groups"] = c.NormNumGroups,
+        ["sample_size"] = c.SampleSize,
+        ["scaling_factor"] = c.ScalingFactor,
+        ["force_upcast"] = c.ForceUpcast,
+        ["latents_mean"] = null,
+        ["latents_std"] = null,
+        ["use_quant_conv"] = c.UseQuantConv,
+        ["use_post_quant_conv"] = c.UsePostQuantConv,
+        ["mid_block_add_attention"] = c.MidBlockAddAttention,
+    });
+}

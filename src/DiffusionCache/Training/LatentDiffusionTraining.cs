@@ -1,0 +1,84 @@
+using DiffusionCache.Models.Conditioning;
+using DiffusionCache.Models.Config;
+using DiffusionCache.Models.UNets;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Training;
+
+/// <summary>The trainable pair of a class-conditional latent diffusion model: the U-Net and the label encoder that
+/// feeds its cross-attention (parameter names <c>unet.*</c> and <c>label_encoder.*</c>).</summary>
+public sealed class ConditionedUNet : nn.Module
+{
+    public UNet2DConditionModel UNet { get; }
+    public LabelEncoder LabelEncoder { get; }
+
+    public ConditionedUNet(UNet2DConditionModel unet, LabelEncoder labelEncoder) : base(nameof(ConditionedUNet))
+    {
+        UNet = unet;
+        LabelEncoder = labelEncoder;
+        register_module("unet", unet);
+        register_module("label_encoder", labelEncoder);
+    }
+
+    protected override void RegisterComponents() { }
+}
+
+/// <summary>
+/// DDPM training of a class-conditional latent U-Net (epsilon prediction, uniform timesteps) with label dropout,
+/// so that the null label learns the unconditional model used by classifier-free guidance.
+/// </summary>
+public static class LatentDiffusionTraining
+{
+    /// <summary>The embedded model's denoiser on 8x8x4 latents: spatial transformers at 8x8 and 4x4, a plain
+    /// block at 2x2, a cross-attention mid block; the context is 4 label tokens of width 64.</summary>
+    public static UNet2DConditionConfig FashionConfig { get; } = new()
+    {
+        InChannels = 4,
+        OutChannels = 4,
+        SampleSize = 8,
+        BlockOutChannels = [64, 128, 128],
+        DownBlockTypes = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+        UpBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        OnlyCrossAttention = [false, false, false],
+        LayersPerBlock = [2, 2, 2],
+        TransformerLayersPerBlock = [1, 1, 1],
+        NumAttentionHeads = [4, 4, 4],
+        CrossAttentionDim = [64, 64, 64],
+        NormNumGroups = 32,
+    };
+
+    public static LabelEncoderConfig FashionLabels { get; } = new(NumLabels: 10, TokensPerLabel: 4, EmbeddingDim: 64);
+
+    public static ExponentialMovingAverage Train(ConditionedUNet model, Tensor latents, Tensor labels,
+        IReadOnlyList<float> alphasCumprod, TrainingOptions options, double labelDropout,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        using var alphas = tensor(alphasCumprod.ToArray());
+        var sqrtAlpha = alphas.sqrt().DetachFromDisposeScope();
+        var sqrtOneMinus = (1 - alphas).sqrt().DetachFromDisposeScope();
+        long trainSteps = alphasCumprod.Count;
+        try
+        {
+            var loop = new TrainingLoop(model, latents.shape[0], options);
+            return loop.Run((indices, generator) =>
+            {
+                var x0 = latents.index_select(0, indices);
+                var y = labels.index_select(0, indices);
+                long b = x0.shape[0];
+                var drop = rand([b], generator: generator) < labelDropout;
+                y = where(drop, full_like(y, model.LabelEncoder.NullLabel), y);
+                var t = randint(0, trainSteps, [b], generator: generator);
+                var noise = randn(x0.shape, generator: generator);
+                var xt = sqrtAlpha.index_select(0, t).view(b, 1, 1, 1) * x0 + sqrtOneMinus.index_select(0, t).view(b, 1, 1, 1) * noise;
+                var prediction = model.UNet.Forward(new UNetInput(xt, t, model.LabelEncoder.call(y)));
+                return nn.functional.mse_loss(prediction, noise);
+            }, progress, cancel);
+        }
+        finally
+        {
+            sqrtAlpha.Dispose();
+            sqrtOneMinus.Dispose();
+        }
+    }
+}
