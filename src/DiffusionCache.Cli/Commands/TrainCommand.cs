@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using DiffusionCache.Cli.Reporting;
 using DiffusionCache.Data;
+using DiffusionCache.Evaluation;
 using DiffusionCache.Formats.Safetensors;
 using DiffusionCache.Models.Autoencoders;
 using DiffusionCache.Models.Conditioning;
@@ -44,6 +45,7 @@ internal static class TrainCommand
     {
         var command = new Command("train", "train the embedded model's components on Fashion-MNIST (resumable)");
         command.Subcommands.Add(Component("vae", "train the autoencoder (32x32x1 -> 8x8x4)", 3000, 64, 1e-3, TrainVae));
+        command.Subcommands.Add(Component("classifier", "train the metric network (FID features, class accuracy)", 2400, 128, 2e-3, TrainClassifier));
         command.Subcommands.Add(Component("unet", "train the class-conditional latent U-Net and label encoder", 6000, 128, 2e-4, TrainUNet));
         return command;
     }
@@ -98,6 +100,31 @@ internal static class TrainCommand
         LossCurve.Write(Path.Combine(checkpoints, "log.csv"), Path.Combine(checkpoints, "loss.png"), "autoencoder training loss");
         Console.WriteLine($"vae: {a.Steps} steps, test PSNR {psnr:0.00} dB, latent scaling factor {scaling:0.0000}; " +
             $"wrote {Path.Combine(a.Model, "vae")} ({clock.Elapsed:hh\\:mm\\:ss} this run)");
+        return 0;
+    }
+
+    private static int TrainClassifier(Args a, CancellationToken cancel)
+    {
+        FashionMnist.EnsureInstalled();
+        using var train = FashionMnist.Load(FashionMnistSplit.Train);
+        using var test = FashionMnist.Load(FashionMnistSplit.Test);
+        string checkpoints = Path.Combine(a.Checkpoints, "classifier");
+        manual_seed(a.Seed);
+        using var model = new FashionClassifier();
+        var options = new TrainingOptions
+        {
+            CheckpointDir = checkpoints, TotalSteps = a.Steps, BatchSize = a.Batch, LearningRate = a.LearningRate,
+            Seed = a.Seed, EmaDecay = 0.998, CheckpointEvery = 300, WarmupSteps = 100, WeightDecay = 1e-4,
+        };
+        var clock = Stopwatch.StartNew();
+        using var ema = ProgressView.Run("classifier", a.Steps, p =>
+            ClassifierTraining.Train(model, train.Images, train.Labels, options, ProgressView.ForTraining(p), cancel));
+        ema.CopyTo(model);
+        double accuracy = ClassifierTraining.Accuracy(model, test.Images, test.Labels);
+        string output = a.Model == DefaultModel ? ClassifierFolder.DefaultPath : a.Model;
+        ClassifierFolder.Save(output, model);
+        LossCurve.Write(Path.Combine(checkpoints, "log.csv"), Path.Combine(checkpoints, "loss.png"), "classifier training loss");
+        Console.WriteLine($"classifier: {a.Steps} steps, test accuracy {accuracy:P2}; wrote {output} ({clock.Elapsed:hh\\:mm\\:ss} this run)");
         return 0;
     }
 

@@ -1,0 +1,68 @@
+using System.Text.Json;
+using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Layers;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Evaluation;
+
+/// <summary>
+/// The feature network of our quality metrics: a small CNN trained on Fashion-MNIST (32x32x1 in [-1, 1]).
+/// Three conv stages (32, 64, 128 channels, GroupNorm, SiLU, 2x2 pooling), global average pooling, a 256-wide
+/// feature layer and the 10-way classifier. FID is computed on the 256-d penultimate features: it is FID in this
+/// network's feature space, not Inception-FID, so its values compare only with each other.
+/// </summary>
+public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
+{
+    public const int FeatureDim = 256;
+    public const int NumClasses = 10;
+
+    private readonly Sequential _features;
+    private readonly Linear _embed;
+    private readonly Dropout _dropout;
+    private readonly Linear _head;
+
+    public FashionClassifier() : base(nameof(FashionClassifier))
+    {
+        _features = nn.Sequential(
+            Stage(1, 32), Stage(32, 64), Stage(64, 128));
+        _embed = nn.Linear(128, FeatureDim);
+        _dropout = nn.Dropout(0.3);
+        _head = nn.Linear(FeatureDim, NumClasses);
+        register_module("features", _features);
+        register_module("embed", _embed);
+        register_module("head", _head);
+    }
+
+    protected override void RegisterComponents() { }
+
+    private static Sequential Stage(int inChannels, int outChannels) => nn.Sequential(
+        nn.Conv2d(inChannels, outChannels, 3, padding: 1), Norms.GroupNorm(8, outChannels, 1e-5), nn.SiLU(),
+        nn.Conv2d(outChannels, outChannels, 3, padding: 1), Norms.GroupNorm(8, outChannels, 1e-5), nn.SiLU(),
+        nn.MaxPool2d(2));
+
+    /// <summary>Class logits [B, 10].</summary>
+    public override Tensor forward(Tensor images)
+    {
+        using var features = Features(images);
+        using var dropped = _dropout.call(features);
+        return _head.call(dropped);
+    }
+
+    /// <summary>The penultimate features [B, 256] (after SiLU), used for FID.</summary>
+    public Tensor Features(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        var h = _features.call(images).mean([2, 3]);
+        return nn.functional.silu(_embed.call(h)).MoveToOuterDisposeScope();
+    }
+
+    public static string ConfigJson => JsonSerializer.Serialize(new Dictionary<string, object>
+    {
+        ["_class_name"] = nameof(FashionClassifier),
+        ["feature_dim"] = FeatureDim,
+        ["num_classes"] = NumClasses,
+        ["input"] = "32x32x1 in [-1, 1]",
+    }, new JsonSerializerOptions { WriteIndented = true });
+}

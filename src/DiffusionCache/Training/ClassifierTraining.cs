@@ -1,0 +1,43 @@
+using DiffusionCache.Evaluation;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Training;
+
+/// <summary>Trains the metric network (<see cref="FashionClassifier"/>): cross-entropy with random horizontal
+/// flips and one-pixel shifts as augmentation.</summary>
+public static class ClassifierTraining
+{
+    public static ExponentialMovingAverage Train(FashionClassifier model, Tensor images, Tensor labels, TrainingOptions options,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var loop = new TrainingLoop(model, images.shape[0], options);
+        return loop.Run((indices, generator) =>
+        {
+            var x = images.index_select(0, indices);
+            var y = labels.index_select(0, indices);
+            long b = x.shape[0];
+            var flip = (rand([b], generator: generator) < 0.5).view(b, 1, 1, 1);
+            x = where(flip, x.flip(3), x);
+            var shifts = randint(-1, 2, [2], generator: generator);
+            x = x.roll([shifts[0].item<long>(), shifts[1].item<long>()], [2, 3]);
+            return nn.functional.cross_entropy(model.call(x), y);
+        }, progress, cancel);
+    }
+
+    /// <summary>Top-1 accuracy on labelled images.</summary>
+    public static double Accuracy(FashionClassifier model, Tensor images, Tensor labels, int batch = 1000)
+    {
+        using var noGrad = no_grad();
+        model.eval();
+        long correct = 0;
+        for (long i = 0; i < images.shape[0]; i += batch)
+        {
+            using var scope = NewDisposeScope();
+            long n = Math.Min(batch, images.shape[0] - i);
+            var predicted = model.call(images.narrow(0, i, n)).argmax(1);
+            correct += (predicted == labels.narrow(0, i, n)).sum().item<long>();
+        }
+        return (double)correct / images.shape[0];
+    }
+}
