@@ -8,4 +8,5 @@ root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(ConvertCommand.Create());
 return root.Parse(args).Invoke();

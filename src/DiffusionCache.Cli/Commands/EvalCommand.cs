@@ -37,8 +37,8 @@ internal static class EvalCommand
         int batch, string? json, CancellationToken cancel)
     {
         var clock = Stopwatch.StartNew();
-        using var classifier = ClassifierFolder.Load(classifierDir);
-        using var pipeline = ClassConditionalPipeline.Load(modelDir);
+        using var classifier = ClassifierFolder.Load(DefaultPaths.Resolve(classifierDir));
+        using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
         using (var check = pipeline.CreateScheduler(solver)) check.SetTimesteps(steps);   // bad solver/steps fail before any work
         FashionMnist.EnsureInstalled();
         using var test = FashionMnist.Load(FashionMnistSplit.Test);

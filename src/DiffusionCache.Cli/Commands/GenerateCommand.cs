@@ -30,7 +30,7 @@ internal static class GenerateCommand
     {
         if (seeds < 1) throw new DiffusionCacheException("--seeds must be at least 1");
         var clock = Stopwatch.StartNew();
-        using var pipeline = ClassConditionalPipeline.Load(modelDir);
+        using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
         using var scheduler = pipeline.CreateScheduler(solver);
         var labels = Enumerable.Range(0, pipeline.NumLabels).Select(l => (long)l).ToArray();
         double loadSeconds = clock.Elapsed.TotalSeconds;
