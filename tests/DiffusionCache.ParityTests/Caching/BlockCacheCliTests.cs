@@ -2,7 +2,9 @@ using System.Text.Json;
 using DiffusionCache.Caching.BlockCaching;
 using DiffusionCache.Cli;
 using DiffusionCache.Formats.Safetensors;
+using DiffusionCache.Models.Conditioning;
 using DiffusionCache.Parity;
+using DiffusionCache.Pipelines;
 using DiffusionCache.Tests.TestSupport;
 using TorchSharp;
 
@@ -80,6 +82,34 @@ public sealed class BlockCacheCliTests
         Assert.NotEqual(0, CliApp.Run("schedule", "--profile", dir.File("missing.json"), "--delta", "0.1", "--out", dir.File("s.json")));
         Assert.NotEqual(0, CliApp.Run("schedule", "--profile", dir.File("missing.json"), "--delta", "0", "--out", dir.File("s.json")));
         Assert.Empty(Directory.EnumerateFileSystemEntries(dir.Path));
+    }
+
+    [Fact]
+    public void WithoutInputsABareUNetGetsRandomContextsAndAPipelineItsLabels()
+    {
+        using var dir = new TempFolder();
+        string model = Golden.Path("blockcache", "models", "tiny-sd-unet-bc");
+        Assert.Equal(0, CliApp.Run("profile", "--model", model, "--steps", "3", "--conditions", "2", "--seeds", "1",
+            "--context-length", "5", "--targets", "resnet2d", "--out", dir.File("bare")));
+        var bare = BlockProfile.Load(Path.Combine(dir.File("bare"), "profile.json"));
+        Assert.StartsWith("random N(0,1) contexts [1,5,16]", bare.Conditions);
+        Assert.Equal((2, 17, 5), (bare.Generations.Count, bare.Blocks.Count, bare.ContextLength));
+
+        // A class-conditional pipeline folder: the golden U-Net with a label encoder beside it.
+        string pipeline = dir.File("pipeline");
+        Directory.CreateDirectory(Path.Combine(pipeline, "unet"));
+        foreach (var f in Directory.GetFiles(model)) File.Copy(f, Path.Combine(pipeline, "unet", Path.GetFileName(f)));
+        using (var encoder = new LabelEncoder(new LabelEncoderConfig(NumLabels: 4, TokensPerLabel: 2, EmbeddingDim: 16)))
+            LatentPipelineFolder.WriteComponent(pipeline, "label_encoder", encoder.Config.ToJson(), encoder);
+        LatentPipelineFolder.WriteScheduler(pipeline, File.ReadAllText(Path.Combine(model, "scheduler_config.json")));
+        LatentPipelineFolder.WriteIndex(pipeline, "DDIMScheduler");
+        Assert.Equal(0, CliApp.Run("profile", "--model", pipeline, "--steps", "3", "--conditions", "3", "--seeds", "2", "--out", dir.File("labels")));
+        var labels = BlockProfile.Load(Path.Combine(dir.File("labels"), "profile.json"));
+        Assert.StartsWith("class labels 0..2", labels.Conditions);
+        Assert.Equal(("pipeline", 6, 2), (labels.Model, labels.Generations.Count, labels.ContextLength));
+        Assert.NotEqual(labels.Generations[0].L1Rel[0][1], labels.Generations[2].L1Rel[0][1]);   // conditions differ
+        Assert.Equal(0, CliApp.Run("schedule", "--profile", Path.Combine(dir.File("labels"), "profile.json"), "--delta", "0.3", "--out", Path.Combine(dir.File("labels"), "s.json")));
+        Assert.NotEqual(0, CliApp.Run("profile", "--model", pipeline, "--steps", "3", "--conditions", "5", "--seeds", "1", "--out", dir.File("x")));
     }
 
     private static void Matches(Tolerance tolerance, SafetensorsFile file, string name, double[][] actual)
