@@ -9,10 +9,16 @@ namespace DiffusionCache.Analysis;
 
 /// <summary>Multiply-accumulates of one forward pass: the total, and per call site the MACs spent inside it
 /// (inclusive: a down block counts its resnets' MACs too). Elementwise work (norms, activations) is not counted,
-/// as is usual for MAC figures.</summary>
+/// as is usual for MAC figures. <see cref="PassThroughBySite"/>: for residual sites, the MACs of their pass-through
+/// path alone (a resnet's 1x1 <c>conv_shortcut</c>; 0 for identities), which a block cache still spends on reuse.
+/// They are not part of <see cref="Total"/>.</summary>
 public sealed record MacReport(long Total, IReadOnlyDictionary<string, long> InclusiveBySite)
 {
+    public IReadOnlyDictionary<string, long> PassThroughBySite { get; init; } = new Dictionary<string, long>();
+
     public long Of(string path) => InclusiveBySite.TryGetValue(path, out var m) ? m : 0;
+
+    public long PassThroughOf(string path) => PassThroughBySite.TryGetValue(path, out var m) ? m : 0;
 }
 
 /// <summary>
@@ -26,9 +32,16 @@ public static class MacCounter
     {
         long total = 0;
         var bySite = new Dictionary<string, long>(StringComparer.Ordinal);
+        var passThrough = new Dictionary<string, long>(StringComparer.Ordinal);
         var active = new Stack<string>();
+        string? measuringPassThrough = null;
         void Add(long macs)
         {
+            if (measuringPassThrough is not null)
+            {
+                passThrough[measuringPassThrough] = passThrough.GetValueOrDefault(measuringPassThrough) + macs;
+                return;
+            }
             total += macs;
             foreach (var path in active) bySite[path] = bySite.GetValueOrDefault(path) + macs;
         }
@@ -74,7 +87,21 @@ public static class MacCounter
             }
         }
 
-        var tracker = new SiteTracker(active);
+        var tracker = new SiteTracker(active, (call) =>
+        {
+            // The pass-through path measured on its own, outside the totals (see MacReport.PassThroughBySite).
+            measuringPassThrough = call.Path;
+            try
+            {
+                passThrough[call.Path] = 0;
+                using var scope = NewDisposeScope();
+                call.PassThrough!(call.Input);
+            }
+            finally
+            {
+                measuringPassThrough = null;
+            }
+        });
         try
         {
             using var scope = NewDisposeScope();
@@ -90,13 +117,14 @@ public static class MacCounter
         {
             foreach (var remove in removers) remove();
         }
-        return new MacReport(total, bySite);
+        return new MacReport(total, bySite) { PassThroughBySite = passThrough };
     }
 
-    private sealed class SiteTracker(Stack<string> active) : IBlockHook
+    private sealed class SiteTracker(Stack<string> active, Action<BlockCall> measurePassThrough) : IBlockHook
     {
         public BlockOutput Run(BlockCall call, Func<BlockOutput> compute)
         {
+            if (call.PassThrough is not null) measurePassThrough(call);
             active.Push(call.Path);
             try { return compute(); }
             finally { active.Pop(); }

@@ -17,9 +17,12 @@ public sealed class CaseCheck(string caseId, Tolerance tolerance)
             ? null : $"shape [{string.Join(",", actual.shape)}] vs expected [{string.Join(",", expected.shape)}]");
     }
 
-    public void Scalar(string name, double actual, double expected)
+    public void Scalar(string name, double actual, double expected) => Scalar(name, actual, expected, tolerance);
+
+    /// <summary>A scalar with its own tolerance (e.g. a derived fraction whose tolerance is not the case's).</summary>
+    public void Scalar(string name, double actual, double expected, Tolerance own)
     {
-        var (max, passed) = tolerance.Compare(actual, expected);
+        var (max, passed) = own.Compare(actual, expected);
         Record(name, max, passed, null);
     }
 

@@ -8,6 +8,7 @@ public static class ParitySuites
         ["unet"] = () => new UNetParity(),
         ["schedulers"] = () => new SchedulerParity(),
         ["textvae"] = () => new VaeParity(),
+        ["blockcache"] = () => new BlockCacheParity(),
     };
 
     public static IReadOnlyCollection<string> Kinds => Suites.Keys;

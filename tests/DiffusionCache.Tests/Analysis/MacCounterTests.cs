@@ -31,4 +31,20 @@ public class MacCounterTests
             report.Of("down_blocks.0"));
         Assert.True(report.Total > report.Of("down_blocks.0") + report.Of("up_blocks.1"));
     }
+
+    [Fact]
+    public void CountsEachResidualPassThroughSeparately()
+    {
+        using var model = new UNet2DConditionModel(TinyModels.SdConfig());
+        var report = MacCounter.Count(model, batch: 2, height: 8, width: 8, contextLength: 5);
+        // up_blocks.0.resnets.0 takes cat(h, skip) = 32 channels at 4x4 to 16: its 1x1 conv_shortcut is the pass-through.
+        Assert.Equal(2L * 16 * 4 * 4 * 32, report.PassThroughOf("up_blocks.0.resnets.0"));
+        Assert.True(report.Of("up_blocks.0.resnets.0") > report.PassThroughOf("up_blocks.0.resnets.0"));
+        Assert.Equal(0, report.PassThroughOf("down_blocks.0.resnets.0"));        // identity shortcut
+        Assert.Equal(0, report.PassThroughOf("down_blocks.0.attentions.0"));     // a transformer adds its input
+        Assert.False(report.PassThroughBySite.ContainsKey("conv_in"));           // not residual
+        // Measuring the pass-through does not change the totals.
+        Assert.Equal(report.Of("down_blocks.0.resnets.0") + report.Of("down_blocks.0.attentions.0") + report.Of("down_blocks.0.downsamplers.0"),
+            report.Of("down_blocks.0"));
+    }
 }

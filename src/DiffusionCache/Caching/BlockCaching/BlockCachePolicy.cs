@@ -1,0 +1,127 @@
+using System.Globalization;
+using DiffusionCache.Models.Seam;
+using DiffusionCache.Models.UNets;
+using DiffusionCache.Pipelines;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Caching.BlockCaching;
+
+/// <summary>What a block cache stores and answers with.</summary>
+public enum BlockCacheMode
+{
+    /// <summary>The paper's: store the change C = out - PassThrough(in); on reuse answer C + PassThrough(current
+    /// input), so the residual path carries the current information through.</summary>
+    Residual,
+    /// <summary>Store the block's output and answer with it unchanged (for comparison).</summary>
+    Output,
+}
+
+/// <summary>
+/// Block Caching (Sec. 3.3) during sampling. At step k a scheduled block that computes at k runs normally, its
+/// output passes on unchanged, and its cache is overwritten (with C or the output, by <see cref="Mode"/>); at any
+/// other step it does not run and answers from the cache, which is left as is. Caches hold the whole batch of the
+/// U-Net call (both classifier-free-guidance halves), start empty at every generation and are freed when it ends.
+/// Blocks the schedule does not list, and every other module, always run. Use through
+/// <see cref="CachedSampling.Sample"/>.
+/// </summary>
+public sealed class BlockCachePolicy : ICachePolicy
+{
+    private readonly Dictionary<string, int> _index;
+    private readonly Tensor?[] _cache;
+    private int _step = -1;
+
+    /// <summary>Validates <paramref name="schedule"/> against the model and solver (see
+    /// <see cref="CacheSchedule.Validate"/>); the step count is checked when a generation begins.</summary>
+    public BlockCachePolicy(DiffusionUNet unet, CacheSchedule schedule, string solver, BlockCacheMode mode = BlockCacheMode.Residual)
+    {
+        ArgumentNullException.ThrowIfNull(schedule);
+        schedule.Validate(unet, solver, schedule.NumInferenceSteps);
+        Schedule = schedule;
+        Mode = mode;
+        _index = schedule.Blocks.Select((path, i) => (path, i)).ToDictionary(p => p.path, p => p.i, StringComparer.Ordinal);
+        _cache = new Tensor?[schedule.Blocks.Count];
+    }
+
+    public CacheSchedule Schedule { get; }
+    public BlockCacheMode Mode { get; }
+    public CacheStatistics Statistics { get; } = new();
+
+    public string Name => $"BlockCache {Schedule.Targets}" +
+        (Schedule.Delta is double d ? $" δ={d.ToString("G4", CultureInfo.InvariantCulture)}" : "") +
+        $" {Mode.ToString().ToLowerInvariant()}";
+
+    /// <summary>Bytes the caches hold now.</summary>
+    public long CacheBytes => _cache.Sum(t => t is null ? 0 : t.numel() * t.ElementSize);
+
+    public void BeginGeneration(SamplingRequest request, IReadOnlyList<double> timesteps)
+    {
+        if (request.Steps != Schedule.NumInferenceSteps)
+            throw new DiffusionCacheException($"schedule is for {Schedule.NumInferenceSteps} steps, sampling runs {request.Steps}");
+        if (timesteps.Count != Schedule.Steps)
+            throw new DiffusionCacheException($"schedule covers {Schedule.Steps} U-Net calls, the solver makes {timesteps.Count}");
+        Free();
+        _step = -1;
+    }
+
+    public void BeginStep(StepInfo step) => _step = step.Index;
+
+    public BlockOutput Run(BlockCall call, Func<BlockOutput> compute)
+    {
+        if (_step < 0 || !_index.TryGetValue(call.Path, out int i)) return compute();
+        if (Mode == BlockCacheMode.Residual && call.PassThrough is null)
+            throw new DiffusionCacheException($"{call.Path} has no residual pass-through: it cannot be cached in residual mode");
+        if (Schedule.Computes(i, _step))
+        {
+            var output = compute();
+            Store(i, call, output.Hidden);
+            Statistics.Computed(call.Path);
+            return output;
+        }
+        var cached = _cache[i] ?? throw new DiffusionCacheException(
+            $"{call.Path}: cannot reuse at step {_step}, its cache is empty (the block has not computed in this " +
+            "generation; step 0 must compute)");
+        Statistics.Reused(call.Path);
+        if (Mode == BlockCacheMode.Output) return cached.alias();
+        using var pass = call.PassThrough!(call.Input);
+        if (!pass.shape.SequenceEqual(cached.shape))
+            throw new DiffusionCacheException($"{call.Path}: cached change is [{string.Join(",", cached.shape)}], " +
+                $"the current pass-through [{string.Join(",", pass.shape)}]");
+        return cached + pass;
+    }
+
+    private void Store(int i, BlockCall call, Tensor output)
+    {
+        Tensor fresh;
+        using (var scope = NewDisposeScope())
+        {
+            if (Mode == BlockCacheMode.Output) fresh = output.clone();
+            else
+            {
+                using var pass = call.PassThrough!(call.Input);
+                fresh = output - pass;
+            }
+            fresh.DetachFromDisposeScope();
+        }
+        _cache[i]?.Dispose();
+        _cache[i] = fresh;
+        Statistics.ObserveCacheBytes(CacheBytes);
+    }
+
+    public void EndGeneration()
+    {
+        _step = -1;
+        Free();
+    }
+
+    private void Free()
+    {
+        for (int i = 0; i < _cache.Length; i++)
+        {
+            _cache[i]?.Dispose();
+            _cache[i] = null;
+        }
+    }
+
+    public void Dispose() => Free();
+}

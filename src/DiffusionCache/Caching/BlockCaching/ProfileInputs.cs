@@ -1,0 +1,199 @@
+using DiffusionCache.Formats.Safetensors;
+using DiffusionCache.Models.Conditioning;
+using DiffusionCache.Models.UNets;
+using DiffusionCache.Pipelines;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Caching.BlockCaching;
+
+/// <summary>
+/// Profile inputs stored as tensors, in the layout of the golden profile cases: <c>x_T.{s}</c> [1,C,H,W] (seed s),
+/// <c>cond.{p}</c> [1,L,D] (condition p) and <c>uncond</c> [1,L,D] (the unconditional context shared by every
+/// generation, like the empty prompt). Classifier-free guidance with the given scale.
+/// </summary>
+public sealed class TensorFileProfileInputs : IProfileInputs, IDisposable
+{
+    private readonly Tensor[] _noise;
+    private readonly Tensor[] _conditions;
+    private readonly Tensor _uncond;
+
+    public TensorFileProfileInputs(string path, int numConditions, int numSeeds, double guidanceScale)
+    {
+        if (numConditions < 1 || numSeeds < 1) throw new DiffusionCacheException("conditions and seeds must be at least 1");
+        using var file = SafetensorsFile.Open(path);
+        Tensor Load(string name) => file.Contains(name)
+            ? file.Load(name, ScalarType.Float32).DetachFromDisposeScope()
+            : throw new DiffusionCacheException($"{path}: no tensor '{name}' (needs x_T.0..x_T.{numSeeds - 1}, " +
+                $"cond.0..cond.{numConditions - 1} and uncond)");
+        _noise = [.. Enumerable.Range(0, numSeeds).Select(s => Load($"x_T.{s}"))];
+        _conditions = [.. Enumerable.Range(0, numConditions).Select(p => Load($"cond.{p}"))];
+        _uncond = Load("uncond");
+        if (_noise.Any(x => x.dim() != 4 || x.shape[0] != 1 || !x.shape.SequenceEqual(_noise[0].shape)))
+            throw new DiffusionCacheException($"{path}: every x_T.{{s}} must be [1,C,H,W] of one shape");
+        if (_conditions.Any(c => c.dim() != 3 || !c.shape.SequenceEqual(_uncond.shape)) || _uncond.shape[0] != 1)
+            throw new DiffusionCacheException($"{path}: every cond.{{p}} must be [1,L,D] shaped like uncond");
+        NumConditions = numConditions;
+        NumSeeds = numSeeds;
+        GuidanceScale = guidanceScale;
+        Description = $"{Path.GetFileName(path)}: x_T.{{seed}}, cond.{{condition}}, uncond; guidance {guidanceScale}";
+    }
+
+    public int NumConditions { get; }
+    public int NumSeeds { get; }
+    public double GuidanceScale { get; }
+    public string Description { get; }
+
+    public SamplingRequest Request(int condition, int seed) => new()
+    {
+        Steps = 1,
+        Batch = 1,
+        Height = (int)_noise[seed].shape[2],
+        Width = (int)_noise[seed].shape[3],
+        Context = _conditions[condition],
+        UnconditionalContext = _uncond,
+        GuidanceScale = GuidanceScale,
+        InitialNoise = _noise[seed],
+        Seed = seed,
+    };
+
+    public void Dispose()
+    {
+        foreach (var t in _noise.Concat(_conditions).Append(_uncond)) t.Dispose();
+    }
+}
+
+/// <summary>
+/// Inputs for a bare U-Net folder, which has no conditioning model of its own. Cross-attention models get random
+/// N(0,1) contexts [1, L, D]: condition p from a generator seeded with p + 1, the shared unconditional context from
+/// seed 0, with classifier-free guidance. Models with a class embedding get class label p (no guidance);
+/// unconditional models take one condition. Noise: the sampler's seeded N(0,1) with seed s.
+/// </summary>
+public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
+{
+    private readonly Tensor[] _conditions;
+    private readonly Tensor? _uncond;
+    private readonly Tensor[] _labels;
+
+    public RandomContextProfileInputs(DiffusionUNet unet, int numConditions, int numSeeds, double guidanceScale,
+        int contextLength = 77, int? resolution = null)
+    {
+        ArgumentNullException.ThrowIfNull(unet);
+        if (numConditions < 1 || numSeeds < 1) throw new DiffusionCacheException("conditions and seeds must be at least 1");
+        if (contextLength < 1) throw new DiffusionCacheException($"context length must be at least 1, got {contextLength}");
+        NumConditions = numConditions;
+        NumSeeds = numSeeds;
+        Side = resolution ?? unet.SampleSize;
+        if (Side < 1) throw new DiffusionCacheException($"resolution must be positive, got {Side}");
+        if (unet.NumClassEmbeds is int n && numConditions > n)
+            throw new DiffusionCacheException($"{unet.ClassName} has {n} classes: at most {n} conditions");
+        _labels = unet.NumClassEmbeds is null ? []
+            : [.. Enumerable.Range(0, numConditions).Select(p => tensor(new long[] { p }).DetachFromDisposeScope())];
+        if (unet.ContextDim is int d)
+        {
+            _conditions = [.. Enumerable.Range(0, numConditions).Select(p => Context(p + 1, contextLength, d))];
+            _uncond = Context(0, contextLength, d);
+            GuidanceScale = guidanceScale;
+            Description = $"random N(0,1) contexts [1,{contextLength},{d}] (condition p: seed p+1, unconditional: seed 0), " +
+                $"guidance {guidanceScale}; noise: seed s";
+        }
+        else
+        {
+            if (_labels.Length == 0 && numConditions > 1)
+                throw new DiffusionCacheException($"{unet.ClassName} is unconditional: use one condition");
+            _conditions = [];
+            GuidanceScale = 1.0;
+            Description = _labels.Length == 0 ? "unconditional; noise: seed s" : "class label p, no guidance; noise: seed s";
+        }
+    }
+
+    public int NumConditions { get; }
+    public int NumSeeds { get; }
+    public int Side { get; }
+    public double GuidanceScale { get; }
+    public string Description { get; }
+
+    private static Tensor Context(long seed, int length, int dim)
+    {
+        using var generator = new Generator((ulong)seed);
+        return randn([1, length, dim], ScalarType.Float32, generator: generator).DetachFromDisposeScope();
+    }
+
+    public SamplingRequest Request(int condition, int seed) => new()
+    {
+        Steps = 1,
+        Batch = 1,
+        Height = Side,
+        Width = Side,
+        Context = _conditions.Length > 0 ? _conditions[condition] : null,
+        UnconditionalContext = _uncond,
+        ClassLabels = _labels.Length == 0 ? null : _labels[condition],
+        GuidanceScale = GuidanceScale,
+        Seed = seed,
+    };
+
+    public void Dispose()
+    {
+        foreach (var t in _conditions.Concat(_labels)) t.Dispose();
+        _uncond?.Dispose();
+    }
+}
+
+/// <summary>
+/// Inputs for a class-conditional pipeline folder (<see cref="LatentPipelineFolder"/>): condition p is label p
+/// (labels 0..P-1) through the folder's label encoder, the unconditional context is its null label, with
+/// classifier-free guidance. Noise: the sampler's seeded N(0,1) with seed s.
+/// </summary>
+public sealed class ClassLabelProfileInputs : IProfileInputs, IDisposable
+{
+    private readonly Tensor[] _conditions;
+    private readonly Tensor _uncond;
+
+    public ClassLabelProfileInputs(LabelEncoder encoder, DiffusionUNet unet, int numConditions, int numSeeds,
+        double guidanceScale, int? resolution = null)
+    {
+        ArgumentNullException.ThrowIfNull(encoder);
+        ArgumentNullException.ThrowIfNull(unet);
+        if (numConditions < 1 || numSeeds < 1) throw new DiffusionCacheException("conditions and seeds must be at least 1");
+        if (numConditions > encoder.Config.NumLabels)
+            throw new DiffusionCacheException($"the label encoder has {encoder.Config.NumLabels} labels: at most that many conditions");
+        if (unet.ContextDim != encoder.Config.EmbeddingDim)
+            throw new DiffusionCacheException($"label embeddings are {encoder.Config.EmbeddingDim} wide, the U-Net's context {unet.ContextDim}");
+        NumConditions = numConditions;
+        NumSeeds = numSeeds;
+        Side = resolution ?? unet.SampleSize;
+        GuidanceScale = guidanceScale;
+        var device = encoder.parameters().First().device;
+        using (no_grad())
+        {
+            _conditions = [.. Enumerable.Range(0, numConditions).Select(p =>
+                encoder.call(tensor(new long[] { p }, device: device)).detach().DetachFromDisposeScope())];
+            _uncond = encoder.Null(1, device).detach().DetachFromDisposeScope();
+        }
+        Description = $"class labels 0..{numConditions - 1} through the label encoder, null label unconditional, " +
+            $"guidance {guidanceScale}; noise: seed s";
+    }
+
+    public int NumConditions { get; }
+    public int NumSeeds { get; }
+    public int Side { get; }
+    public double GuidanceScale { get; }
+    public string Description { get; }
+
+    public SamplingRequest Request(int condition, int seed) => new()
+    {
+        Steps = 1,
+        Batch = 1,
+        Height = Side,
+        Width = Side,
+        Context = _conditions[condition],
+        UnconditionalContext = _uncond,
+        GuidanceScale = GuidanceScale,
+        Seed = seed,
+    };
+
+    public void Dispose()
+    {
+        foreach (var t in _conditions.Append(_uncond)) t.Dispose();
+    }
+}
