@@ -8,6 +8,7 @@ public static class ParitySuites
         ["unet"] = () => new UNetParity(),
         ["schedulers"] = () => new SchedulerParity(),
         ["textvae"] = () => new VaeParity(),
+        ["deepcache"] = () => new DeepCacheParity(),
     };
 
     public static IReadOnlyCollection<string> Kinds => Suites.Keys;
