@@ -9,6 +9,7 @@ public static class ParitySuites
         ["schedulers"] = () => new SchedulerParity(),
         ["textvae"] = () => new VaeParity(),
         ["blockcache"] = () => new BlockCacheParity(),
+        ["deepcache"] = () => new DeepCacheParity(),
     };
 
     public static IReadOnlyCollection<string> Kinds => Suites.Keys;
