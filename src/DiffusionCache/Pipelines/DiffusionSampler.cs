@@ -37,9 +37,9 @@ public static class DiffusionSampler
             : (request.UsesGuidance ? cat([request.ClassLabels, request.ClassLabels]) : request.ClassLabels).to(ScalarType.Int64, device);
         var stepNoise = StepNoise.FromGenerator(generator);
 
-        foreach (var o in observers) o.BeginGeneration(request, timesteps);
         try
         {
+            foreach (var o in observers) o.BeginGeneration(request, timesteps);
             using var noGrad = no_grad();
             for (int i = 0; i < timesteps.Count; i++)
             {
