@@ -17,6 +17,7 @@ internal static class CliApp
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(ProfileCommand.Create());
         root.Subcommands.Add(ScheduleCommand.Create());
+        root.Subcommands.Add(BenchCacheCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         return root;
     }

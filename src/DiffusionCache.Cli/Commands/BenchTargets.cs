@@ -1,0 +1,149 @@
+using DiffusionCache.Caching;
+using DiffusionCache.Caching.BlockCaching;
+using DiffusionCache.Evaluation;
+using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Loading;
+using DiffusionCache.Models.UNets;
+using DiffusionCache.Pipelines;
+using DiffusionCache.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Cli.Commands;
+
+/// <summary>What <c>bench-cache</c> can measure: a class-conditional pipeline folder (decoded images are compared),
+/// or a bare U-Net (a folder, or SD-1.5/2.1 with random weights; latents are compared) with seeded random
+/// contexts.</summary>
+internal static class BenchTargets
+{
+    public abstract class Target : IBenchTarget, IDisposable
+    {
+        public abstract DiffusionUNet UNet { get; }
+        public abstract string Description { get; }
+        public abstract int LatentSide { get; }
+        public abstract int ContextLength { get; }
+        public abstract SchedulerConfig SchedulerConfig { get; }
+        public abstract int ImagesPerRun { get; }
+        public IScheduler CreateScheduler() => SchedulerFactory.Create(SchedulerConfig);
+        public abstract double Range(Tensor reference);
+        public abstract Tensor Run(int steps, ICachePolicy? policy);
+        public abstract IProfileInputs ProfileInputs(int conditions, int seeds);
+        public virtual string? ShippedProfile(string solver, int steps) => null;
+        public abstract void Dispose();
+    }
+
+    public static Target Open(string model, string solver, double guidance, int batch, int? latent) => model switch
+    {
+        "sd15" => new UNetTarget(new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion15), "SD-1.5 U-Net (random weights)", solver, guidance, batch, latent ?? 32),
+        "sd21" => new UNetTarget(new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion21), "SD-2.1 U-Net (random weights)", solver, guidance, batch, latent ?? 32),
+        _ when File.Exists(Path.Combine(model, "model_index.json")) => new PipelineTarget(ClassConditionalPipeline.Load(model), solver, guidance, batch),
+        _ when File.Exists(Path.Combine(model, "config.json")) => OpenUNet(model, solver, guidance, batch, latent),
+        _ => throw new DiffusionCacheException($"--model '{model}': expected sd15, sd21, a pipeline folder or a U-Net folder"),
+    };
+
+    private static Target OpenUNet(string dir, string solver, double guidance, int batch, int? latent)
+    {
+        var unet = UNetLoader.Load(dir);
+        return new UNetTarget(unet, Path.GetFileName(Path.GetFullPath(dir)), solver, guidance, batch, latent ?? unet.SampleSize);
+    }
+
+    private sealed class PipelineTarget(ClassConditionalPipeline pipeline, string solver, double guidance, int batch) : Target
+    {
+        private readonly SchedulerConfig _scheduler = Solvers.For(solver, pipeline.SchedulerConfig);
+        private readonly string _solver = solver;
+
+        public override DiffusionUNet UNet => pipeline.UNet;
+        public override string Description => Path.GetFileName(Path.GetFullPath(pipeline.Folder));
+        public override int LatentSide => pipeline.LatentSide;
+        public override int ContextLength => pipeline.LabelEncoder.Config.TokensPerLabel;
+        public override SchedulerConfig SchedulerConfig => _scheduler;
+        public override int ImagesPerRun => batch;
+        public override double Range(Tensor reference) => 2.0;
+
+        public override Tensor Run(int steps, ICachePolicy? policy)
+        {
+            var labels = Enumerable.Range(0, batch).Select(i => (long)(i % pipeline.NumLabels)).ToArray();
+            var request = pipeline.Request(labels, seed: 0, steps, guidance);
+            using var scheduler = CreateScheduler();
+            try
+            {
+                return pipeline.Generate(scheduler, request, policy);
+            }
+            finally
+            {
+                request.Context?.Dispose();
+                request.UnconditionalContext?.Dispose();
+            }
+        }
+
+        public override IProfileInputs ProfileInputs(int conditions, int seeds) =>
+            new ClassLabelProfileInputs(pipeline.LabelEncoder, pipeline.UNet, conditions, seeds, guidance);
+
+        public override string? ShippedProfile(string solverName, int steps)
+        {
+            string path = Path.Combine(pipeline.Folder, "cache", $"profile-{solverName}-{steps}.json");
+            return File.Exists(path) && solverName == _solver ? path : null;
+        }
+
+        public override void Dispose() => pipeline.Dispose();
+    }
+
+    private sealed class UNetTarget : Target
+    {
+        private readonly DiffusionUNet _unet;
+        private readonly string _description;
+        private readonly SchedulerConfig _scheduler;
+        private readonly double _guidance;
+        private readonly int _batch, _side;
+        private readonly Tensor? _context, _uncond, _labels;
+
+        public UNetTarget(DiffusionUNet unet, string description, string solver, double guidance, int batch, int side)
+        {
+            _unet = unet;
+            _description = description;
+            _scheduler = Solvers.For(solver, SchedulerConfig.FromJson(TrainCommand.SchedulerJson));
+            _guidance = guidance;
+            _batch = batch;
+            _side = side;
+            var g = new Generator(1234);
+            if (unet.ContextDim is int d)
+            {
+                _context = randn([batch, 77, d], generator: g).DetachFromDisposeScope();
+                _uncond = randn([batch, 77, d], generator: g).DetachFromDisposeScope();
+            }
+            if (unet.NumClassEmbeds is int n) _labels = tensor(Enumerable.Range(0, batch).Select(i => (long)(i % n)).ToArray()).DetachFromDisposeScope();
+        }
+
+        public override DiffusionUNet UNet => _unet;
+        public override string Description => _description;
+        public override int LatentSide => _side;
+        public override int ContextLength => 77;
+        public override SchedulerConfig SchedulerConfig => _scheduler;
+        public override int ImagesPerRun => _batch;
+
+        public override double Range(Tensor reference) => (reference.max() - reference.min()).item<float>();
+
+        public override Tensor Run(int steps, ICachePolicy? policy)
+        {
+            using var scheduler = CreateScheduler();
+            var request = new SamplingRequest
+            {
+                Steps = steps, Batch = _batch, Height = _side, Width = _side, Context = _context,
+                UnconditionalContext = _context is null || _guidance == 1.0 ? null : _uncond,
+                ClassLabels = _labels, GuidanceScale = _guidance, Seed = 0,
+            };
+            return CachedSampling.Sample(_unet, scheduler, request, policy);
+        }
+
+        public override IProfileInputs ProfileInputs(int conditions, int seeds) =>
+            new RandomContextProfileInputs(_unet, conditions, seeds, _guidance, resolution: _side);
+
+        public override void Dispose()
+        {
+            _context?.Dispose();
+            _uncond?.Dispose();
+            _labels?.Dispose();
+            _unet.Dispose();
+        }
+    }
+}
