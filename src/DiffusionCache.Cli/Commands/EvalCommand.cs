@@ -26,20 +26,22 @@ internal static class EvalCommand
         var samples = new Option<int>("--samples") { Description = "generated samples (balanced over classes)", DefaultValueFactory = _ => 2000 };
         var batch = new Option<int>("--batch") { Description = "samples per sampling batch (its index is its seed)", DefaultValueFactory = _ => 100 };
         var json = new Option<string?>("--json") { Description = "also write the figures as JSON" };
-        var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json };
+        var cache = new Option<string>("--cache") { Description = "none, blockcache (the model's shipped schedule), deepcache, or a schedule JSON file", DefaultValueFactory = _ => "none" };
+        var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(parse.GetValue(model)!, parse.GetValue(classifier)!,
             parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(samples), parse.GetValue(batch),
-            parse.GetValue(json), cancel))));
+            parse.GetValue(json), parse.GetValue(cache)!, cancel))));
         return command;
     }
 
     private static int Execute(string modelDir, string classifierDir, string solver, int steps, double guidance, int samples,
-        int batch, string? json, CancellationToken cancel)
+        int batch, string? json, string cacheChoice, CancellationToken cancel)
     {
         var clock = Stopwatch.StartNew();
         using var classifier = ClassifierFolder.Load(DefaultPaths.Resolve(classifierDir));
         using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
         using (var check = pipeline.CreateScheduler(solver)) check.SetTimesteps(steps);   // bad solver/steps fail before any work
+        var cache = CacheChoice.Resolve(cacheChoice, pipeline, solver, steps);
         FashionMnist.EnsureInstalled();
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
@@ -58,7 +60,7 @@ internal static class EvalCommand
 
         var sampling = Stopwatch.StartNew();
         var (images, labels) = ProgressView.Run("eval", samples, p => SampleQuality.Generate(pipeline, solver, steps, guidance,
-            samples, batch, progress: new Progress(p), cancel: cancel));
+            samples, batch, cache.Create, progress: new Progress(p), cancel: cancel));
         sampling.Stop();
         QualityReport report;
         using (images)
@@ -66,7 +68,7 @@ internal static class EvalCommand
             report = SampleQuality.Evaluate(classifier, images, labels, reference);
 
         var table = new Table().Border(TableBorder.Simple).AddColumn("figure").AddColumn(new TableColumn("value").RightAligned());
-        table.AddRow($"class accuracy of samples ({solver}, {steps} steps, guidance {guidance})", $"{report.ClassAccuracy:P2}");
+        table.AddRow($"class accuracy of samples ({solver}, {steps} steps, guidance {guidance}, {cache.Name})", $"{report.ClassAccuracy:P2}");
         table.AddRow($"FID samples vs test ({samples} samples)", $"{report.Fid:0.000}");
         table.AddRow("FID floor: train set vs test", $"{floorTrain:0.000}");
         table.AddRow("FID floor: test through the autoencoder vs test", $"{floorAutoencoder:0.000}");
@@ -78,7 +80,7 @@ internal static class EvalCommand
         {
             AtomicFile.WriteAllText(json, JsonSerializer.Serialize(new
             {
-                model = modelDir, solver, steps, guidance, samples, batch,
+                model = modelDir, solver, steps, guidance, samples, batch, cache = cache.Name,
                 class_accuracy = report.ClassAccuracy, fid = report.Fid, fid_floor = floorTrain,
                 fid_floor_autoencoder = floorAutoencoder, classifier_test_accuracy = testAccuracy,
                 sampling_seconds = sampling.Elapsed.TotalSeconds,
