@@ -17,29 +17,21 @@ namespace DiffusionCache.Parity;
 /// <see cref="BlockCachePolicy"/> attached through <see cref="CachedSampling"/>, i.e. the one sampling loop).
 /// Every case also checks that our cacheable-block list equals the case's <c>blocks</c>.
 /// </summary>
-public sealed class BlockCacheParity : IParitySuite
+public sealed class BlockCacheParity : CaseParitySuite
 {
     public const string ProfileCase = "profile";
     public const string ScheduleCase = "schedule";
     public const string CachedSamplingCase = "cached-sampling";
 
-    public string Kind => "blockcache";
-
-    public IEnumerable<ParityResult> Run(GoldenFolder folder)
-    {
-        ArgumentNullException.ThrowIfNull(folder);
-        if (folder.Kind != Kind)
-            throw new DiffusionCacheException($"{folder.Path}: golden folder of kind '{folder.Kind}', expected '{Kind}'");
-        return folder.Cases.Select(c => RunCase(folder, c)).ToList();
-    }
+    public override string Kind => "blockcache";
 
     /// <summary>Runs one case; a structural problem (missing field or tensor, refused config) is a failed result
     /// with the reason as its detail.</summary>
-    public ParityResult RunCase(GoldenFolder folder, JsonElement @case)
+    public override ParityResult RunCase(GoldenFolder folder, JsonElement @case)
     {
         ArgumentNullException.ThrowIfNull(folder);
-        string id = SchedulerParity.CaseId(@case);
-        string type = SchedulerParity.CaseType(@case);
+        string id = CaseId(@case);
+        string type = CaseType(@case);
         try
         {
             using var scope = torch.NewDisposeScope();
@@ -104,7 +96,7 @@ public sealed class BlockCacheParity : IParitySuite
     {
         string profileId = @case.GetProperty("profile").GetString()!;
         var profileCase = folder.Manifest.GetProperty("cases").EnumerateArray()
-            .FirstOrDefault(c => SchedulerParity.CaseId(c) == profileId);
+            .FirstOrDefault(c => CaseId(c) == profileId);
         if (profileCase.ValueKind != JsonValueKind.Object) throw new CaseProblem($"profile case '{profileId}' not in the manifest");
         using var unet = LoadModel(folder, profileCase, out string modelId);
         var targets = CheckBlocks(folder, @case, modelId, unet, check);

@@ -18,7 +18,7 @@ namespace DiffusionCache.Parity;
 /// sampling case also checks the full and partial steps the policy actually took, and on every partial step the
 /// units it reused and recomputed against the manifest's <c>branch_semantics</c> (logged from DeepCache's run).
 /// </summary>
-public sealed class DeepCacheParity : IParitySuite
+public sealed class DeepCacheParity : CaseParitySuite
 {
     public const string StepsCase = "steps";
     public const string UniformSamplingCase = "uniform-sampling";
@@ -27,20 +27,10 @@ public sealed class DeepCacheParity : IParitySuite
     /// <summary>Modules the manifest lists as always computed that are not seam call sites of our models.</summary>
     private static readonly HashSet<string> OutputLayers = new(["conv_norm_out", "conv_act", "conv_out"], StringComparer.Ordinal);
 
-    public string Kind => "deepcache";
-
-    public IEnumerable<ParityResult> Run(GoldenFolder folder)
-    {
-        ArgumentNullException.ThrowIfNull(folder);
-        RequireKind(folder);
-        return folder.Cases.Select(c => RunCase(folder, c)).ToList();
-    }
-
-    public static string CaseType(JsonElement @case) =>
-        @case.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String ? type.GetString()! : "";
+    public override string Kind => "deepcache";
 
     /// <summary>Runs one case; a structural problem or an unexpected refusal is a failed result with the reason.</summary>
-    public ParityResult RunCase(GoldenFolder folder, JsonElement @case)
+    public override ParityResult RunCase(GoldenFolder folder, JsonElement @case)
     {
         ArgumentNullException.ThrowIfNull(folder);
         string id = @case.TryGetProperty("id", out var idElement) ? idElement.GetString() ?? "(no id)" : "(no id)";
@@ -143,12 +133,6 @@ public sealed class DeepCacheParity : IParitySuite
             }
         }
         return results;
-    }
-
-    private void RequireKind(GoldenFolder folder)
-    {
-        if (folder.Kind != Kind)
-            throw new DiffusionCacheException($"{folder.Path}: golden folder of kind '{folder.Kind}', expected '{Kind}'");
     }
 
     private static void RunSteps(JsonElement @case, SafetensorsFile file, CaseCheck check, HashSet<string> covered)

@@ -43,7 +43,8 @@ public sealed class GoldenFolder : IDisposable
     public GoldenFolder Where(Func<string, bool> include) =>
         new(this, Cases.Where(c => include(CaseId(c))).ToArray());
 
-    public static string CaseId(JsonElement @case) => @case.GetProperty("id").GetString()!;
+    public static string CaseId(JsonElement @case) =>
+        @case.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : "(no id)";
 
     public static GoldenFolder Open(string path)
     {

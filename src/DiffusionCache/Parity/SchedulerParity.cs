@@ -13,32 +13,18 @@ namespace DiffusionCache.Parity;
 /// the schedulers. <c>cfg-sampling</c> cases run the tiny U-Net through our one sampling loop
 /// (<see cref="DiffusionSampler"/>), so they check the pipeline's guidance and stepping as well.
 /// </summary>
-public sealed class SchedulerParity : IParitySuite
+public sealed class SchedulerParity : CaseParitySuite
 {
     public const string TimestepsCase = "timesteps";
     public const string TrajectoryCase = "trajectory";
     public const string CfgSamplingCase = "cfg-sampling";
 
-    public string Kind => "schedulers";
-
-    public IEnumerable<ParityResult> Run(GoldenFolder folder)
-    {
-        ArgumentNullException.ThrowIfNull(folder);
-        if (folder.Kind != Kind)
-            throw new DiffusionCacheException($"{folder.Path}: golden folder of kind '{folder.Kind}', expected '{Kind}'");
-        return folder.Cases.Select(c => RunCase(folder, c)).ToList();
-    }
-
-    public static string CaseId(JsonElement @case) =>
-        @case.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString()! : "(no id)";
-
-    public static string CaseType(JsonElement @case) =>
-        @case.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String ? type.GetString()! : "";
+    public override string Kind => "schedulers";
 
     /// <summary>Runs one case. A structural problem (missing field, unexpected tensor, refused config) is a failed
     /// result with the reason as its detail. A <c>cfg-sampling</c> case without a U-Net loader is an error, not a
     /// result.</summary>
-    public ParityResult RunCase(GoldenFolder folder, JsonElement @case)
+    public override ParityResult RunCase(GoldenFolder folder, JsonElement @case)
     {
         string id = CaseId(@case);
         string type = CaseType(@case);

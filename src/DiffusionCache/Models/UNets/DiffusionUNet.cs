@@ -1,5 +1,8 @@
+using DiffusionCache.Models.Blocks;
+using DiffusionCache.Models.Layers;
 using DiffusionCache.Models.Seam;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace DiffusionCache.Models.UNets;
@@ -26,6 +29,69 @@ public abstract class DiffusionUNet : nn.Module
     public abstract int? NumClassEmbeds { get; }
 
     public abstract Tensor Forward(UNetInput input);
+
+    /// <summary>The modules and call sites both U-Net families are made of, in diffusers' order.</summary>
+    protected sealed record UNetParts(
+        Conv2d ConvIn, BlockSite ConvInSite,
+        Timesteps TimeProj, BlockSite TimeProjSite,
+        TimestepEmbedding TimeEmbedding, BlockSite TimeEmbeddingSite,
+        Embedding? ClassEmbedding, BlockSite? ClassEmbeddingSite, bool ConcatClassEmbedding,
+        IReadOnlyList<DownBlock> Down, MidBlock? Mid, IReadOnlyList<UpBlock> Up,
+        GroupNorm? NormOut, Conv2d ConvOut, bool CenterInputSample);
+
+    /// <summary>
+    /// The forward pass both families share: time (+ class) embedding, conv_in, down blocks collecting skips, the
+    /// mid block, up blocks consuming them from the end, GroupNorm-SiLU-conv_out. Every block goes through the seam.
+    /// </summary>
+    protected Tensor Denoise(UNetParts p, UNetInput input, Tensor? context)
+    {
+        var sample = input.Sample;
+        if (p.ClassEmbedding is null && input.ClassLabels is not null)
+            throw new DiffusionCacheException("class_labels given to a model without num_class_embeds");
+        using var scope = NewDisposeScope();
+        // diffusers passes explicit upsample sizes when a side is not a multiple of 2^(number of upsamplers).
+        long factor = 1L << p.Up.Count(b => b.HasUpsampler);
+        bool forwardUpsampleSize = sample.shape[2] % factor != 0 || sample.shape[3] % factor != 0;
+        if (p.CenterInputSample) sample = sample * 2.0 - 1.0;
+
+        var timesteps = BroadcastTimesteps(input.Timestep, sample);
+        var tEmb = Through(p.TimeProjSite, timesteps, () => p.TimeProj.call(timesteps).to(sample.dtype));
+        var emb = Through(p.TimeEmbeddingSite, tEmb, () => p.TimeEmbedding.call(tEmb));
+        if (p.ClassEmbedding is not null)
+        {
+            var labels = input.ClassLabels ?? throw new DiffusionCacheException("class_labels are required: the model has num_class_embeds");
+            var classEmb = Through(p.ClassEmbeddingSite!, labels,
+                () => p.ClassEmbedding.call(labels.to(ScalarType.Int64, sample.device)).to(sample.dtype));
+            emb = p.ConcatClassEmbedding ? cat([emb, classEmb], -1) : emb + classEmb;
+        }
+
+        var h = Through(p.ConvInSite, sample, () => p.ConvIn.call(sample));
+        var skips = new List<Tensor> { h };
+        foreach (var block in p.Down)
+        {
+            var blockInput = h;
+            var result = Seam.Run(new BlockCall(block.Site, blockInput), () => block.Forward(blockInput, emb, context));
+            h = result.Hidden;
+            skips.AddRange(result.Skips);
+        }
+        if (p.Mid is not null)
+        {
+            var midInput = h;
+            h = Seam.Run(new BlockCall(p.Mid.Site, midInput), () => p.Mid.Forward(midInput, emb, context)).Hidden;
+        }
+        for (int i = 0; i < p.Up.Count; i++)
+        {
+            var block = p.Up[i];
+            var blockSkips = skips.GetRange(skips.Count - block.NumResnets, block.NumResnets);
+            skips.RemoveRange(skips.Count - block.NumResnets, block.NumResnets);
+            long[]? upsampleSize = forwardUpsampleSize && i < p.Up.Count - 1 ? skips[^1].shape[2..] : null;
+            var blockInput = h;
+            h = Seam.Run(new BlockCall(block.Site, blockInput),
+                () => block.Forward(blockInput, blockSkips, emb, context, upsampleSize)).Hidden;
+        }
+        if (p.NormOut is not null) h = nn.functional.silu(p.NormOut.call(h));
+        return p.ConvOut.call(h).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Runs a stem or embedding module through the seam, so observers see it like any block.</summary>
     protected Tensor Through(BlockSite site, Tensor input, Func<Tensor> compute) =>

@@ -27,6 +27,7 @@ public sealed class UNet2DConditionModel : DiffusionUNet
     private readonly Conv2d _convOut;
     private readonly BlockSite _convInSite, _timeProjSite, _timeEmbeddingSite;
     private readonly BlockSite? _classEmbeddingSite;
+    private readonly UNetParts _parts;
 
     public UNet2DConditionConfig Config => _c;
     public override string ClassName => "UNet2DConditionModel";
@@ -130,6 +131,9 @@ public sealed class UNet2DConditionModel : DiffusionUNet
         register_module("up_blocks", _upBlocks);
         if (_convNormOut is not null) register_module("conv_norm_out", _convNormOut);
         register_module("conv_out", _convOut);
+        _parts = new UNetParts(_convIn, _convInSite, _timeProj, _timeProjSite, _timeEmbedding, _timeEmbeddingSite,
+            _classEmbedding, _classEmbeddingSite, config.ClassEmbeddingsConcat, down, _midBlock, up, _convNormOut, _convOut,
+            config.CenterInputSample);
         eval();
 
         ResnetBlock2D Resnet(int inC, int outC, int temb, double osf) =>
@@ -148,50 +152,6 @@ public sealed class UNet2DConditionModel : DiffusionUNet
         if (context.dim() != 3 || context.shape[0] != sample.shape[0] || context.shape[2] != _c.CrossAttentionDim[0])
             throw new DiffusionCacheException(
                 $"context must be [{sample.shape[0]}, L, {_c.CrossAttentionDim[0]}], got [{string.Join(",", context.shape)}]");
-        if (_classEmbedding is null && input.ClassLabels is not null)
-            throw new DiffusionCacheException("class_labels given to a model without num_class_embeds");
-
-        using var scope = NewDisposeScope();
-        // diffusers passes explicit upsample sizes when a side is not a multiple of 2^(number of upsamplers).
-        long factor = 1L << _upBlocks.Count(b => b.HasUpsampler);
-        bool forwardUpsampleSize = sample.shape[2] % factor != 0 || sample.shape[3] % factor != 0;
-        if (_c.CenterInputSample) sample = sample * 2.0 - 1.0;
-
-        var timesteps = BroadcastTimesteps(input.Timestep, sample);
-        var tEmb = Through(_timeProjSite, timesteps, () => _timeProj.call(timesteps).to(sample.dtype));
-        var emb = Through(_timeEmbeddingSite, tEmb, () => _timeEmbedding.call(tEmb));
-        if (_classEmbedding is not null)
-        {
-            var labels = input.ClassLabels ?? throw new DiffusionCacheException("class_labels are required: the model has num_class_embeds");
-            var classEmb = Through(_classEmbeddingSite!, labels, () => _classEmbedding.call(labels.to(ScalarType.Int64, sample.device)).to(sample.dtype));
-            emb = _c.ClassEmbeddingsConcat ? cat([emb, classEmb], -1) : emb + classEmb;
-        }
-
-        var h = Through(_convInSite, sample, () => _convIn.call(sample));
-        var skips = new List<Tensor> { h };
-        foreach (var block in _downBlocks)
-        {
-            var blockInput = h;
-            var result = Seam.Run(new BlockCall(block.Site, blockInput), () => block.Forward(blockInput, emb, context));
-            h = result.Hidden;
-            skips.AddRange(result.Skips);
-        }
-        if (_midBlock is not null)
-        {
-            var midInput = h;
-            h = Seam.Run(new BlockCall(_midBlock.Site, midInput), () => _midBlock.Forward(midInput, emb, context)).Hidden;
-        }
-        for (int i = 0; i < _upBlocks.Count; i++)
-        {
-            var block = _upBlocks[i];
-            var blockSkips = skips.GetRange(skips.Count - block.NumResnets, block.NumResnets);
-            skips.RemoveRange(skips.Count - block.NumResnets, block.NumResnets);
-            long[]? upsampleSize = forwardUpsampleSize && i < _upBlocks.Count - 1 ? skips[^1].shape[2..] : null;
-            var blockInput = h;
-            h = Seam.Run(new BlockCall(block.Site, blockInput),
-                () => block.Forward(blockInput, blockSkips, emb, context, upsampleSize)).Hidden;
-        }
-        if (_convNormOut is not null) h = nn.functional.silu(_convNormOut.call(h));
-        return _convOut.call(h).MoveToOuterDisposeScope();
+        return Denoise(_parts, input, context);
     }
 }

@@ -26,6 +26,7 @@ public sealed class UNet2DModel : DiffusionUNet
     private readonly Conv2d _convOut;
     private readonly BlockSite _convInSite, _timeProjSite, _timeEmbeddingSite;
     private readonly BlockSite? _classEmbeddingSite;
+    private readonly UNetParts _parts;
 
     public UNet2DConfig Config => _c;
     public override string ClassName => "UNet2DModel";
@@ -112,6 +113,8 @@ public sealed class UNet2DModel : DiffusionUNet
         register_module("up_blocks", _upBlocks);
         register_module("conv_norm_out", _convNormOut);
         register_module("conv_out", _convOut);
+        _parts = new UNetParts(_convIn, _convInSite, _timeProj, _timeProjSite, _timeEmbedding, _timeEmbeddingSite,
+            _classEmbedding, _classEmbeddingSite, false, down, _midBlock, up, _convNormOut, _convOut, config.CenterInputSample);
         eval();
 
         ResnetBlock2D Resnet(int inC, int outC, double osf) =>
@@ -136,40 +139,6 @@ public sealed class UNet2DModel : DiffusionUNet
     {
         var sample = input.Sample;
         CheckSample(sample, _c.InChannels);
-        if (_classEmbedding is null && input.ClassLabels is not null)
-            throw new DiffusionCacheException("class_labels given to a model without num_class_embeds");
-
-        using var scope = NewDisposeScope();
-        if (_c.CenterInputSample) sample = sample * 2.0 - 1.0;
-        var timesteps = BroadcastTimesteps(input.Timestep, sample);
-        var tEmb = Through(_timeProjSite, timesteps, () => _timeProj.call(timesteps).to(sample.dtype));
-        var emb = Through(_timeEmbeddingSite, tEmb, () => _timeEmbedding.call(tEmb));
-        if (_classEmbedding is not null)
-        {
-            var labels = input.ClassLabels ?? throw new DiffusionCacheException("class_labels are required: the model has num_class_embeds");
-            var classEmb = Through(_classEmbeddingSite!, labels, () => _classEmbedding.call(labels.to(ScalarType.Int64, sample.device)).to(sample.dtype));
-            emb = emb + classEmb;
-        }
-
-        var h = Through(_convInSite, sample, () => _convIn.call(sample));
-        var skips = new List<Tensor> { h };
-        foreach (var block in _downBlocks)
-        {
-            var blockInput = h;
-            var result = Seam.Run(new BlockCall(block.Site, blockInput), () => block.Forward(blockInput, emb, null));
-            h = result.Hidden;
-            skips.AddRange(result.Skips);
-        }
-        var midInput = h;
-        h = Seam.Run(new BlockCall(_midBlock.Site, midInput), () => _midBlock.Forward(midInput, emb, null)).Hidden;
-        foreach (var block in _upBlocks)
-        {
-            var blockSkips = skips.GetRange(skips.Count - block.NumResnets, block.NumResnets);
-            skips.RemoveRange(skips.Count - block.NumResnets, block.NumResnets);
-            var blockInput = h;
-            h = Seam.Run(new BlockCall(block.Site, blockInput), () => block.Forward(blockInput, blockSkips, emb, null, null)).Hidden;
-        }
-        h = nn.functional.silu(_convNormOut.call(h));
-        return _convOut.call(h).MoveToOuterDisposeScope();
+        return Denoise(_parts, input, null);
     }
 }
