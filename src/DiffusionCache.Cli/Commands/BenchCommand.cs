@@ -24,13 +24,14 @@ internal static class BenchCommand
         var warmup = new Option<int>("--warmup") { Description = "untimed runs first", DefaultValueFactory = _ => 2 };
         var threads = new Option<int?>("--threads") { Description = "intra-op threads (default: libtorch's choice)" };
         var json = new Option<string?>("--json") { Description = "also write the result as JSON to this file" };
-        var command = new Command("bench", "time a U-Net forward pass") { config, latent, batch, runs, warmup, threads, json };
+        var load = new Option<bool>("--load") { Description = "also save the weights to a temporary folder and load them back, reporting the load's peak memory over the weights' size" };
+        var command = new Command("bench", "time a U-Net forward pass") { config, latent, batch, runs, warmup, threads, json, load };
         command.SetAction(parse => CommandRunner.Run(() => Execute(parse.GetValue(config)!, parse.GetValue(latent),
-            parse.GetValue(batch), parse.GetValue(runs), parse.GetValue(warmup), parse.GetValue(threads), parse.GetValue(json))));
+            parse.GetValue(batch), parse.GetValue(runs), parse.GetValue(warmup), parse.GetValue(threads), parse.GetValue(json), parse.GetValue(load))));
         return command;
     }
 
-    private static int Execute(string configName, int latent, int batch, int runs, int warmup, int? threads, string? json)
+    private static int Execute(string configName, int latent, int batch, int runs, int warmup, int? threads, string? json, bool load)
     {
         if (latent < 1 || batch < 1 || runs < 1 || warmup < 0) throw new DiffusionCacheException("--latent, --batch and --runs must be positive, --warmup non-negative");
         if (threads is int t)
@@ -39,6 +40,7 @@ internal static class BenchCommand
             torch.set_num_threads(t);
         }
         manual_seed(0);
+        var loadResult = load ? MeasureLoad(configName) : null;
         using var model = CreateModel(configName);
         var (sample, context, labels) = Inputs(model, batch, latent);
         var timestep = tensor(500.0f);
@@ -69,9 +71,15 @@ internal static class BenchCommand
             max_ms = times[^1],
             peak_rss_mb = ProcessMemory.PeakRssMb(),
             parameters = model.parameters().Sum(p => p.numel()),
+            load_seconds = loadResult?.Seconds,
+            load_peak_over_weights = loadResult?.PeakOverWeights,
+            weights_mb = loadResult?.WeightsMb,
         };
         Console.WriteLine($"{model.ClassName} ({configName}) latent {latent}x{latent} batch {batch}, {torch.get_num_threads()} threads: " +
             $"median {median:0.0} ms (min {times[0]:0.0}, max {times[^1]:0.0}) over {runs} runs; peak RSS {result.peak_rss_mb:0} MB");
+        if (loadResult is not null)
+            Console.WriteLine($"load: {loadResult.WeightsMb:0} MB of weights in {loadResult.Seconds:0.0} s; peak memory during the load " +
+                $"{loadResult.PeakOverWeights:0.00}x the weights' size");
         if (json is not null)
         {
             AtomicFile.WriteAllText(json, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
@@ -79,6 +87,42 @@ internal static class BenchCommand
         }
         return 0;
     }
+
+    private sealed record LoadResult(double Seconds, double WeightsMb, double PeakOverWeights);
+
+    /// <summary>Saves a model's weights, then measures loading them into a fresh model: the peak resident memory
+    /// added by the load (model allocation plus streaming, VmHWM reset first) over the weights' size.</summary>
+    private static LoadResult MeasureLoad(string configName)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"diffcache-load-{Environment.ProcessId}");
+        try
+        {
+            using (var source = CreateModel(configName))
+            {
+                Directory.CreateDirectory(dir);
+                Pipelines.LatentPipelineFolder.WriteComponent(dir, "unet", ConfigJson(source), source);
+            }
+            GC.Collect();
+            string unetDir = Path.Combine(dir, "unet");
+            double weightsMb = new FileInfo(Path.Combine(unetDir, "diffusion_pytorch_model.safetensors")).Length / 1048576.0;
+            if (!ProcessMemory.ResetPeak()) throw new DiffusionCacheException("peak memory cannot be reset on this system (/proc/self/clear_refs)");
+            double before = ProcessMemory.CurrentRssMb();
+            var clock = Stopwatch.StartNew();
+            using var loaded = UNetLoader.Load(unetDir);
+            clock.Stop();
+            return new LoadResult(clock.Elapsed.TotalSeconds, weightsMb, (ProcessMemory.PeakRssMb() - before) / weightsMb);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        }
+    }
+
+    private static string ConfigJson(DiffusionUNet model) => model switch
+    {
+        UNet2DConditionModel m => m.Config.ToJson(),
+        _ => throw new DiffusionCacheException($"--load supports UNet2DConditionModel configs, not {model.ClassName}"),
+    };
 
     internal static DiffusionUNet CreateModel(string name) => name switch
     {

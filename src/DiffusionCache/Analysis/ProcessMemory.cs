@@ -7,6 +7,21 @@ public static class ProcessMemory
     /// <summary>Peak resident set size in MiB (VmHWM), or the current working set where /proc is missing.</summary>
     public static double PeakRssMb() => ReadStatusKb("VmHWM:") is long kb ? kb / 1024.0 : Environment.WorkingSet / 1048576.0;
 
+    /// <summary>Resets the peak (VmHWM) to the current RSS, so a later <see cref="PeakRssMb"/> covers only what
+    /// follows. Linux only; returns false elsewhere.</summary>
+    public static bool ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     public static double CurrentRssMb() => ReadStatusKb("VmRSS:") is long kb ? kb / 1024.0 : Environment.WorkingSet / 1048576.0;
 
     private static long? ReadStatusKb(string key)
