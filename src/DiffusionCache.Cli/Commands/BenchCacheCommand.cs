@@ -36,7 +36,7 @@ internal static class BenchCacheCommand
         var repeats = new Option<int>("--repeats") { Description = "timed rounds (after one warm-up round)", DefaultValueFactory = _ => 3 };
         var intervals = new Option<string>("--deepcache") { Description = "DeepCache intervals N (comma-separated)", DefaultValueFactory = _ => "2,3,5" };
         var branch = new Option<int>("--branch") { Description = "DeepCache branch id", DefaultValueFactory = _ => 0 };
-        var deltas = new Option<string?>("--deltas") { Description = "Block Caching thresholds (default: 1,2,4,8,16 x the median step change of the profile)" };
+        var deltas = new Option<string?>("--deltas") { Description = "Block Caching thresholds (default: 0.5 to 32 x the median step change of the profile)" };
         var profile = new Option<string?>("--profile") { Description = "Block Caching profile (default: the model's shipped profile when it matches, else one is measured)" };
         var output = new Option<string>("--out") { Description = "folder for bench-cache.md/.json and the speed-vs-delta plot", DefaultValueFactory = _ => "out/bench-cache" };
         var json = new Option<string?>("--json") { Description = "also write the rows as JSON to this file" };
@@ -97,7 +97,7 @@ internal static class BenchCacheCommand
         var blockProfile = ProfileFor(target, s, cancel);
         var mean = blockProfile.Mean.SelectMany(row => row.Skip(1)).Order().ToArray();
         double median = mean[mean.Length / 2];
-        var deltas = s.Deltas ?? [1 * median, 2 * median, 4 * median, 8 * median, 16 * median];
+        var deltas = s.Deltas ?? [0.5 * median, 1 * median, 2 * median, 4 * median, 8 * median, 16 * median, 32 * median];
         foreach (double delta in deltas)
         {
             var schedule = ScheduleBuilder.FromProfile(blockProfile, delta);
