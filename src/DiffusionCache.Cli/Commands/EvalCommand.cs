@@ -25,23 +25,43 @@ internal static class EvalCommand
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale", DefaultValueFactory = _ => 4.0 };
         var samples = new Option<int>("--samples") { Description = "generated samples (balanced over classes)", DefaultValueFactory = _ => 2000 };
         var batch = new Option<int>("--batch") { Description = "samples per sampling batch (its index is its seed)", DefaultValueFactory = _ => 100 };
-        var json = new Option<string?>("--json") { Description = "also write the figures as JSON" };
+        var json = new Option<string?>("--json") { Description = "also write the figures as JSON (an object; with --configs, a list)" };
         var cache = new Option<string>("--cache") { Description = "none, blockcache (the model's shipped schedule), deepcache, or a schedule JSON file", DefaultValueFactory = _ => "none" };
-        var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache };
-        command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(parse.GetValue(model)!, parse.GetValue(classifier)!,
-            parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(samples), parse.GetValue(batch),
-            parse.GetValue(json), parse.GetValue(cache)!, cancel))));
+        var configs = new Option<string?>("--configs") { Description = "several runs sharing one set of floors: solver:steps:cache,... (overrides --solver/--steps/--cache)" };
+        var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs };
+        command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
+        {
+            var runs = parse.GetValue(configs) is string list
+                ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseRun).ToList()
+                : [new Run(parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(cache)!)];
+            return Execute(parse.GetValue(model)!, parse.GetValue(classifier)!, runs, parse.GetValue(guidance), parse.GetValue(samples),
+                parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, cancel);
+        })));
         return command;
     }
 
-    private static int Execute(string modelDir, string classifierDir, string solver, int steps, double guidance, int samples,
-        int batch, string? json, string cacheChoice, CancellationToken cancel)
+    private sealed record Run(string Solver, int Steps, string Cache);
+
+    private static Run ParseRun(string text)
+    {
+        var parts = text.Split(':');
+        if (parts.Length != 3 || !int.TryParse(parts[1], out int steps))
+            throw new DiffusionCacheException($"--configs entry '{text}': expected solver:steps:cache, e.g. ddim:50:blockcache");
+        return new Run(parts[0], steps, parts[2]);
+    }
+
+    private static int Execute(string modelDir, string classifierDir, IReadOnlyList<Run> runs, double guidance, int samples,
+        int batch, string? json, bool asList, CancellationToken cancel)
     {
         var clock = Stopwatch.StartNew();
         using var classifier = ClassifierFolder.Load(DefaultPaths.Resolve(classifierDir));
         using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
-        using (var check = pipeline.CreateScheduler(solver)) check.SetTimesteps(steps);   // bad solver/steps fail before any work
-        var cache = CacheChoice.Resolve(cacheChoice, pipeline, solver, steps);
+        // Every run's solver, step count and cache is checked before any work.
+        var caches = runs.Select(r =>
+        {
+            using (var check = pipeline.CreateScheduler(r.Solver)) check.SetTimesteps(r.Steps);
+            return CacheChoice.Resolve(r.Cache, pipeline, r.Solver, r.Steps);
+        }).ToList();
         FashionMnist.EnsureInstalled();
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
@@ -58,35 +78,40 @@ internal static class EvalCommand
             floorAutoencoder = recStats.FrechetDistance(reference);
         double testAccuracy = ClassifierTraining.Accuracy(classifier, test.Images, test.Labels);
 
-        var sampling = Stopwatch.StartNew();
-        var (images, labels) = ProgressView.Run("eval", samples, p => SampleQuality.Generate(pipeline, solver, steps, guidance,
-            samples, batch, cache.Create, progress: new Progress(p), cancel: cancel));
-        sampling.Stop();
-        QualityReport report;
-        using (images)
-        using (labels)
-            report = SampleQuality.Evaluate(classifier, images, labels, reference);
-
-        var table = new Table().Border(TableBorder.Simple).AddColumn("figure").AddColumn(new TableColumn("value").RightAligned());
-        table.AddRow($"class accuracy of samples ({solver}, {steps} steps, guidance {guidance}, {cache.Name})", $"{report.ClassAccuracy:P2}");
-        table.AddRow($"FID samples vs test ({samples} samples)", $"{report.Fid:0.000}");
-        table.AddRow("FID floor: train set vs test", $"{floorTrain:0.000}");
-        table.AddRow("FID floor: test through the autoencoder vs test", $"{floorAutoencoder:0.000}");
-        table.AddRow("classifier accuracy on the test set", $"{testAccuracy:P2}");
-        AnsiConsole.Write(table);
-        Console.WriteLine("FID here is measured in the metric classifier's 256-d feature space, not Inception-FID.");
-        Console.WriteLine($"time: {clock.Elapsed.TotalSeconds:0} s ({sampling.Elapsed.TotalSeconds:0} s sampling)");
-        if (json is not null)
+        var table = new Table().Border(TableBorder.Simple).AddColumn("samples").AddColumn(new TableColumn("class accuracy").RightAligned())
+            .AddColumn(new TableColumn("FID").RightAligned()).AddColumn(new TableColumn("sampling s").RightAligned());
+        var results = new List<object>();
+        for (int i = 0; i < runs.Count; i++)
         {
-            AtomicFile.WriteAllText(json, JsonSerializer.Serialize(new
+            var (run, cache) = (runs[i], caches[i]);
+            var sampling = Stopwatch.StartNew();
+            var (images, labels) = ProgressView.Run($"eval {run.Solver} {run.Steps} {run.Cache}", samples, p => SampleQuality.Generate(
+                pipeline, run.Solver, run.Steps, guidance, samples, batch, cache.Create, progress: new Progress(p), cancel: cancel));
+            sampling.Stop();
+            QualityReport report;
+            using (images)
+            using (labels)
+                report = SampleQuality.Evaluate(classifier, images, labels, reference);
+            string name = $"{run.Solver}, {run.Steps} steps, guidance {guidance}, {cache.Name}";
+            table.AddRow(Markup.Escape(name), $"{report.ClassAccuracy:P2}", $"{report.Fid:0.000}", $"{sampling.Elapsed.TotalSeconds:0}");
+            Console.WriteLine($"{name}: class accuracy {report.ClassAccuracy:P2}, FID {report.Fid:0.000} ({samples} samples, {sampling.Elapsed.TotalSeconds:0} s)");
+            results.Add(new
             {
-                model = modelDir, solver, steps, guidance, samples, batch, cache = cache.Name,
+                model = modelDir, solver = run.Solver, steps = run.Steps, guidance, samples, batch, cache = cache.Name,
                 class_accuracy = report.ClassAccuracy, fid = report.Fid, fid_floor = floorTrain,
                 fid_floor_autoencoder = floorAutoencoder, classifier_test_accuracy = testAccuracy,
                 sampling_seconds = sampling.Elapsed.TotalSeconds,
-            }, new JsonSerializerOptions { WriteIndented = true }));
-            Console.WriteLine($"wrote {json}");
+            });
+            if (json is not null)   // written after every run, so a long job's finished runs are kept
+                AtomicFile.WriteAllText(json, JsonSerializer.Serialize(asList ? results : results[0], new JsonSerializerOptions { WriteIndented = true }));
         }
+        table.AddRow("floor: train set vs test", "", $"{floorTrain:0.000}", "");
+        table.AddRow("floor: test through the autoencoder vs test", "", $"{floorAutoencoder:0.000}", "");
+        table.AddRow("classifier on the test set", $"{testAccuracy:P2}", "", "");
+        AnsiConsole.Write(table);
+        Console.WriteLine("FID here is measured in the metric classifier's 256-d feature space, not Inception-FID.");
+        Console.WriteLine($"time: {clock.Elapsed.TotalSeconds:0} s");
+        if (json is not null) Console.WriteLine($"wrote {json}");
         return 0;
     }
 
