@@ -6,11 +6,19 @@ using static TorchSharp.torch;
 
 namespace DiffusionCache.Tests.Data;
 
-/// <summary>Both splits, loaded once for the whole class (inflating the training images takes about a second).</summary>
+/// <summary>Both splits, loaded once for the whole class (inflating the training images takes about a second).
+/// A fresh machine gets the Debian package installed first, as the CLI does.</summary>
 public sealed class FashionMnistFixture : IDisposable
 {
-    public FashionMnist Train { get; } = FashionMnist.Load(FashionMnistSplit.Train);
-    public FashionMnist Test { get; } = FashionMnist.Load(FashionMnistSplit.Test);
+    public FashionMnistFixture()
+    {
+        FashionMnist.EnsureInstalled();
+        Train = FashionMnist.Load(FashionMnistSplit.Train);
+        Test = FashionMnist.Load(FashionMnistSplit.Test);
+    }
+
+    public FashionMnist Train { get; }
+    public FashionMnist Test { get; }
 
     public void Dispose()
     {
