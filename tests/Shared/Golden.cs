@@ -12,13 +12,23 @@ public static class Golden
 
     private static string FindRoot()
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (!File.Exists(System.IO.Path.Combine(dir.FullName, "DiffusionCache.sln"))) continue;
-            string golden = System.IO.Path.GetFullPath(System.IO.Path.Combine(dir.FullName, "..", "shared", "golden"));
-            if (!Directory.Exists(golden)) throw new DirectoryNotFoundException($"golden data folder {golden} not found");
-            return golden;
-        }
-        throw new DirectoryNotFoundException($"no DiffusionCache.sln above {AppContext.BaseDirectory}");
+        string golden = System.IO.Path.GetFullPath(System.IO.Path.Combine(Repository.Root, "..", "shared", "golden"));
+        if (!Directory.Exists(golden)) throw new DirectoryNotFoundException($"golden data folder {golden} not found");
+        return golden;
     }
+}
+
+/// <summary>The checkout the tests were built from: the folder holding DiffusionCache.sln.</summary>
+public static class Repository
+{
+    private static readonly Lazy<string> Found = new(() =>
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(System.IO.Path.Combine(dir.FullName, "DiffusionCache.sln"))) return dir.FullName;
+        throw new DirectoryNotFoundException($"no DiffusionCache.sln above {AppContext.BaseDirectory}");
+    });
+
+    public static string Root => Found.Value;
+
+    public static string Path(params string[] parts) => System.IO.Path.Combine([Root, .. parts]);
 }

@@ -1,5 +1,4 @@
 using DiffusionCache.Caching;
-using DiffusionCache.Formats.Diffusers;
 using DiffusionCache.Models.Autoencoders;
 using DiffusionCache.Models.Conditioning;
 using DiffusionCache.Models.Loading;
@@ -40,14 +39,12 @@ public sealed class ClassConditionalPipeline : IDisposable
         if (!File.Exists(Path.Combine(folder, "model_index.json")))
             throw new DiffusionCacheException($"{folder}: not a pipeline folder (model_index.json not found)");
         var scheduler = LatentPipelineFolder.LoadSchedulerConfig(folder);
-        // Shipped folders may hold only the float16 variant of a component; it is upcast to float32 on load.
-        string unetDir = Path.Combine(folder, "unet"), vaeDir = Path.Combine(folder, "vae");
-        var unet = UNetLoader.Load(unetDir, VariantConverter.Available(unetDir)) as UNet2DConditionModel
+        var unet = UNetLoader.Load(Path.Combine(folder, "unet")) as UNet2DConditionModel
             ?? throw new DiffusionCacheException($"{folder}/unet: expected a UNet2DConditionModel");
         AutoencoderKL? vae = null;
         try
         {
-            vae = AutoencoderLoader.Load(vaeDir, variant: VariantConverter.Available(vaeDir));
+            vae = AutoencoderLoader.Load(Path.Combine(folder, "vae"));
             var labels = LatentPipelineFolder.LoadLabelEncoder(folder);
             if (labels.Config.EmbeddingDim != unet.ContextDim)
                 throw new DiffusionCacheException($"{folder}: label_encoder embedding_dim {labels.Config.EmbeddingDim} differs from the U-Net's cross_attention_dim {unet.ContextDim}");

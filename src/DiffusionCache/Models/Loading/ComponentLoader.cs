@@ -15,6 +15,8 @@ public static class ComponentLoader
         {
             if (device is not null) model.to(device);
             if (dtype != ScalarType.Float32) model.to(dtype);
+            // A folder that ships only the fp16 variant (as our embedded model does) loads it, upcast to the model's type.
+            variant ??= VariantConverter.Available(modelDir, stem);
             using var weights = DiffusersWeights.Open(modelDir, variant, stem);
             StateDictLoader.Load(model, weights);
             return model;
