@@ -26,7 +26,13 @@ internal static class ImageGrid
         canvas.Clear(SKColors.White);
         using var font = new SKFont(SKTypeface.Default, 13);
         using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
-        if (title is not null) canvas.DrawText(title, pad, 18, font, ink);
+        if (title is not null)
+        {
+            // Shrink a long title until it fits the grid's width rather than cutting it off.
+            using var titleFont = new SKFont(SKTypeface.Default, 13);
+            while (titleFont.Size > 7 && titleFont.MeasureText(title) > width - 2 * pad) titleFont.Size -= 0.5f;
+            canvas.DrawText(title, pad, 18, titleFont, ink);
+        }
         for (int c = 0; c < columns; c++)
             canvas.DrawText(columnHeaders[c], labelWidth + c * (cell + pad) + pad, titleHeight + 16, font, ink);
         for (int r = 0; r < rows; r++)
