@@ -32,6 +32,7 @@ public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
         _head = nn.Linear(FeatureDim, NumClasses);
         register_module("features", _features);
         register_module("embed", _embed);
+        register_module("dropout", _dropout);   // no parameters, but train()/eval() must reach it
         register_module("head", _head);
     }
 
