@@ -103,6 +103,8 @@ internal static class BenchCommand
                 Pipelines.LatentPipelineFolder.WriteComponent(dir, "unet", ConfigJson(source), source);
             }
             GC.Collect();
+            GC.WaitForPendingFinalizers();
+            ProcessMemory.ReleaseFreedMemory();   // else the load reuses the source model's freed pages and looks free
             string unetDir = Path.Combine(dir, "unet");
             double weightsMb = new FileInfo(Path.Combine(unetDir, "diffusion_pytorch_model.safetensors")).Length / 1048576.0;
             if (!ProcessMemory.ResetPeak()) throw new DiffusionCacheException("peak memory cannot be reset on this system (/proc/self/clear_refs)");
