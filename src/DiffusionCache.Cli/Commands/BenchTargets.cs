@@ -63,17 +63,8 @@ internal static class BenchTargets
         public override Tensor Run(int steps, ICachePolicy? policy)
         {
             var labels = Enumerable.Range(0, batch).Select(i => (long)(i % pipeline.NumLabels)).ToArray();
-            var request = pipeline.Request(labels, seed: 0, steps, guidance);
             using var scheduler = CreateScheduler();
-            try
-            {
-                return pipeline.Generate(scheduler, request, policy);
-            }
-            finally
-            {
-                request.Context?.Dispose();
-                request.UnconditionalContext?.Dispose();
-            }
+            return pipeline.Generate(scheduler, labels, seed: 0, steps, guidance, policy);
         }
 
         public override IProfileInputs ProfileInputs(int conditions, int seeds) =>

@@ -43,7 +43,7 @@ internal static class GenerateCommand
 
         // One short untimed generation first, so that one-time costs (JIT, allocator warm-up) do not bias the timing.
         using (var warm = pipeline.CreateScheduler(solver))
-        using (pipeline.Generate(warm, pipeline.Request(labels, firstSeed, Math.Min(2, steps), guidance), cancel: cancel)) { }
+        using (pipeline.Generate(warm, labels, firstSeed, Math.Min(2, steps), guidance, cancel: cancel)) { }
 
         var columns = new List<Tensor>();
         var sampling = Stopwatch.StartNew();
@@ -51,10 +51,9 @@ internal static class GenerateCommand
         {
             for (int s = 0; s < seeds; s++)
             {
-                var request = pipeline.Request(labels, firstSeed + s, steps, guidance);
                 var counter = new StepCounter(progress, (long)s * calls, $"seed {firstSeed + s}");
                 using var policy = cache.Create?.Invoke();
-                columns.Add(pipeline.Generate(scheduler, request, policy, observers: [counter], cancel: cancel));
+                columns.Add(pipeline.Generate(scheduler, labels, firstSeed + s, steps, guidance, policy, [counter], cancel));
             }
             return 0;
         });
@@ -65,7 +64,7 @@ internal static class GenerateCommand
         if (cache.Create is not null)
         {
             var uncachedClock = System.Diagnostics.Stopwatch.StartNew();
-            using var uncached = pipeline.Generate(scheduler, pipeline.Request(labels, firstSeed, steps, guidance), cancel: cancel);
+            using var uncached = pipeline.Generate(scheduler, labels, firstSeed, steps, guidance, cancel: cancel);
             uncachedClock.Stop();
             double cachedPerColumn = sampling.Elapsed.TotalSeconds / seeds;
             double psnr = DiffusionCache.Evaluation.ImageMetrics.Psnr(columns[0], uncached, 2.0);

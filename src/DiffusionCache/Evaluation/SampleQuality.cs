@@ -41,17 +41,8 @@ public static class SampleQuality
         for (int start = 0, index = 0; start < count; start += batch, index++)
         {
             var ids = Enumerable.Range(start, Math.Min(batch, count - start)).Select(i => (long)(i % pipeline.NumLabels)).ToArray();
-            var request = pipeline.Request(ids, seed: index, steps, guidance);
             using var cache = policy?.Invoke();
-            try
-            {
-                images.Add(pipeline.Generate(scheduler, request, cache, cancel: cancel));
-            }
-            finally
-            {
-                request.Context?.Dispose();
-                request.UnconditionalContext?.Dispose();
-            }
+            images.Add(pipeline.Generate(scheduler, ids, seed: index, steps, guidance, cache, cancel: cancel));
             labels.AddRange(ids);
             progress?.Report(start + ids.Length);
         }

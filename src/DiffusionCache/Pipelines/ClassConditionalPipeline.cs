@@ -90,6 +90,22 @@ public sealed class ClassConditionalPipeline : IDisposable
         return Decode(latents);
     }
 
+    /// <summary>Samples and decodes one image per label; the label contexts live only for this call.</summary>
+    public Tensor Generate(IScheduler scheduler, IReadOnlyList<long> labels, long seed, int steps, double guidance,
+        ICachePolicy? policy = null, IReadOnlyList<IStepObserver>? observers = null, CancellationToken cancel = default)
+    {
+        var request = Request(labels, seed, steps, guidance);
+        try
+        {
+            return Generate(scheduler, request, policy, observers, cancel);
+        }
+        finally
+        {
+            request.Context?.Dispose();
+            request.UnconditionalContext?.Dispose();
+        }
+    }
+
     public Tensor Decode(Tensor latents)
     {
         using var noGrad = no_grad();
