@@ -22,5 +22,10 @@ internal static class CliApp
         return root;
     }
 
-    public static int Run(params string[] args) => Create().Parse(args).Invoke();
+    public static int Run(params string[] args)
+    {
+        // Tables written to a file or pipe would otherwise wrap at Spectre's 80-column fallback.
+        if (Console.IsOutputRedirected) Spectre.Console.AnsiConsole.Profile.Width = 200;
+        return Create().Parse(args).Invoke();
+    }
 }

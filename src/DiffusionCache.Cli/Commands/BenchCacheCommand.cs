@@ -33,7 +33,7 @@ internal static class BenchCacheCommand
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale", DefaultValueFactory = _ => 4.0 };
         var batch = new Option<int>("--batch") { Description = "images per generation", DefaultValueFactory = _ => 4 };
         var latent = new Option<int?>("--latent") { Description = "latent side for U-Net-only models (default: sample_size)" };
-        var repeats = new Option<int>("--repeats") { Description = "timed rounds (after one warm-up round)", DefaultValueFactory = _ => 3 };
+        var repeats = new Option<int>("--repeats") { Description = "timed rounds (after one warm-up round)", DefaultValueFactory = _ => 5 };
         var intervals = new Option<string>("--deepcache") { Description = "DeepCache intervals N (comma-separated)", DefaultValueFactory = _ => "2,3,5" };
         var branch = new Option<int>("--branch") { Description = "DeepCache branch id", DefaultValueFactory = _ => 0 };
         var deltas = new Option<string?>("--deltas") { Description = "Block Caching thresholds (default: 0.5 to 32 x the median step change of the profile)" };
@@ -149,15 +149,17 @@ internal static class BenchCacheCommand
         Directory.CreateDirectory(s.Out);
         var md = new StringBuilder();
         md.AppendLine($"# bench-cache: {model}, {s.Solver}, {s.Steps} steps, batch {s.Batch}, guidance {s.Guidance}").AppendLine();
-        md.AppendLine("| configuration | steps | ms/image | measured speedup | MAC speedup | measured/MAC | cache MB | PSNR | SSIM |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        md.AppendLine($"Speedups are medians over {s.Repeats} rounds of the ratio to the uncached run of the same round; the range is the lowest and highest round.").AppendLine();
+        md.AppendLine("| configuration | steps | ms/image | measured speedup | range | MAC speedup | measured/MAC | cache MB | PSNR | SSIM |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Name} | {r.Steps} | {r.LatencyMsPerImage:0.0} | {r.MeasuredSpeedup:0.00}x | {r.MacSpeedup:0.00}x | {r.MeasuredSpeedup / r.MacSpeedup:0.00} | {r.CacheMb:0.0} | {(double.IsInfinity(r.Psnr) ? "inf" : r.Psnr.ToString("0.00", CultureInfo.InvariantCulture))} | {r.Ssim:0.0000} |"));
+            md.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Name} | {r.Steps} | {r.LatencyMsPerImage:0.0} | {r.MeasuredSpeedup:0.00}x | {r.MeasuredSpeedupLow:0.00}–{r.MeasuredSpeedupHigh:0.00} | {r.MacSpeedup:0.00}x | {r.MeasuredSpeedup / r.MacSpeedup:0.00} | {r.CacheMb:0.0} | {(double.IsInfinity(r.Psnr) ? "inf" : r.Psnr.ToString("0.00", CultureInfo.InvariantCulture))} | {r.Ssim:0.0000} |"));
         AtomicFile.WriteAllText(Path.Combine(s.Out, "bench-cache.md"), md.ToString());
         string rowsJson = JsonSerializer.Serialize(rows.Select(r => new
         {
             name = r.Name, kind = r.Kind, steps = r.Steps, latency_ms_per_image = r.LatencyMsPerImage,
-            measured_speedup = r.MeasuredSpeedup, mac_speedup = r.MacSpeedup, cache_mb = r.CacheMb,
+            measured_speedup = r.MeasuredSpeedup, measured_speedup_low = r.MeasuredSpeedupLow,
+            measured_speedup_high = r.MeasuredSpeedupHigh, mac_speedup = r.MacSpeedup, cache_mb = r.CacheMb,
             psnr = double.IsInfinity(r.Psnr) ? (double?)null : r.Psnr, ssim = r.Ssim, delta = r.Delta, interval = r.Interval,
             branch = r.Branch, skipped_fraction = r.SkippedFraction,
         }), new JsonSerializerOptions { WriteIndented = true });

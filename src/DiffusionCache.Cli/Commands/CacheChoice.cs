@@ -1,3 +1,4 @@
+using System.Globalization;
 using DiffusionCache.Caching;
 using DiffusionCache.Caching.BlockCaching;
 using DiffusionCache.Caching.DeepCache;
@@ -7,7 +8,9 @@ namespace DiffusionCache.Cli.Commands;
 
 /// <summary>Turns a <c>--cache</c> argument into a policy factory for a pipeline, solver and step count, validating
 /// it before any work. "blockcache" uses the schedule the model ships for that solver and step count
-/// (<c>cache/schedule-{solver}-{steps}.json</c>); without one it falls back to no cache and says so.</summary>
+/// (<c>cache/schedule-{solver}-{steps}.json</c>); without one it falls back to no cache and says so.
+/// "deepcache[:N[:branch[:center:pow]]]" is DeepCache uniform 1:N (default N=3, branch 0), or non-uniform 1:N
+/// with a center step and power when those are given.</summary>
 internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create)
 {
     public static CacheChoice Resolve(string choice, ClassConditionalPipeline pipeline, string solver, int steps)
@@ -18,11 +21,8 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create)
             case "none":
                 return new("no cache", null);
             case "deepcache":
-            {
-                var schedule = DeepCacheSchedule.Uniform(3);
-                _ = DeepCachePlan.For(pipeline.UNet, 0);
-                return new("DeepCache N=3 branch 0", () => new DeepCachePolicy(pipeline.UNet, schedule, 0));
-            }
+            case var _ when choice.StartsWith("deepcache:", StringComparison.Ordinal):
+                return DeepCache(choice, pipeline, steps);
             case "blockcache":
             {
                 string path = Path.Combine(pipeline.Folder, "cache", $"schedule-{solver}-{steps}.json");
@@ -37,6 +37,22 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create)
                 if (File.Exists(choice)) return FromSchedule(choice, pipeline, solverClass, steps);
                 throw new DiffusionCacheException($"--cache '{choice}': expected blockcache, deepcache, none or a schedule JSON file");
         }
+    }
+
+    private static CacheChoice DeepCache(string choice, ClassConditionalPipeline pipeline, int steps)
+    {
+        var parts = choice.Split(':')[1..];
+        string usage = $"--cache '{choice}': expected deepcache, deepcache:N, deepcache:N:branch or deepcache:N:branch:center:pow";
+        if (parts.Length is 3 or > 4) throw new DiffusionCacheException(usage);
+        int Integer(int i, int fallback) => i >= parts.Length ? fallback
+            : int.TryParse(parts[i], CultureInfo.InvariantCulture, out int v) ? v : throw new DiffusionCacheException(usage);
+        int interval = Integer(0, 3), branch = Integer(1, 0);
+        var schedule = parts.Length == 4
+            ? DeepCacheSchedule.NonUniform(interval, Integer(2, 0), double.TryParse(parts[3], CultureInfo.InvariantCulture, out double pow) ? pow : throw new DiffusionCacheException(usage))
+            : DeepCacheSchedule.Uniform(interval);
+        _ = schedule.Select(steps);                 // a bad N, center or power fails here, before any work
+        _ = DeepCachePlan.For(pipeline.UNet, branch);
+        return new($"DeepCache {schedule} branch {branch}", () => new DeepCachePolicy(pipeline.UNet, schedule, branch));
     }
 
     private static CacheChoice FromSchedule(string path, ClassConditionalPipeline pipeline, string solverClass, int steps)

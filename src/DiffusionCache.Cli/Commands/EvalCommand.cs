@@ -26,7 +26,7 @@ internal static class EvalCommand
         var samples = new Option<int>("--samples") { Description = "generated samples (balanced over classes)", DefaultValueFactory = _ => 2000 };
         var batch = new Option<int>("--batch") { Description = "samples per sampling batch (its index is its seed)", DefaultValueFactory = _ => 100 };
         var json = new Option<string?>("--json") { Description = "also write the figures as JSON (an object; with --configs, a list)" };
-        var cache = new Option<string>("--cache") { Description = "none, blockcache (the model's shipped schedule), deepcache, or a schedule JSON file", DefaultValueFactory = _ => "none" };
+        var cache = new Option<string>("--cache") { Description = "none, blockcache (the model's shipped schedule), deepcache[:N[:branch[:center:pow]]], or a schedule JSON file", DefaultValueFactory = _ => "none" };
         var configs = new Option<string?>("--configs") { Description = "several runs sharing one set of floors: solver:steps:cache,... (overrides --solver/--steps/--cache)" };
         var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
@@ -44,9 +44,9 @@ internal static class EvalCommand
 
     private static Run ParseRun(string text)
     {
-        var parts = text.Split(':');
+        var parts = text.Split(':', 3);   // the cache part may hold colons itself (deepcache:5:0)
         if (parts.Length != 3 || !int.TryParse(parts[1], out int steps))
-            throw new DiffusionCacheException($"--configs entry '{text}': expected solver:steps:cache, e.g. ddim:50:blockcache");
+            throw new DiffusionCacheException($"--configs entry '{text}': expected solver:steps:cache, e.g. ddim:50:blockcache or ddim:50:deepcache:5");
         return new Run(parts[0], steps, parts[2]);
     }
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using DiffusionCache.Caching;
 using static TorchSharp.torch;
 
@@ -14,9 +13,15 @@ public sealed record CacheConfiguration(string Name, string Kind, int Steps, Fun
     public double SkippedFraction { get; init; }
 }
 
-/// <summary>What one configuration measured, relative to uncached sampling in the same run.</summary>
+/// <summary>What one configuration measured, relative to uncached sampling in the same run. The speedup is the
+/// median over rounds of (uncached time / this configuration's time) within each round; its low and high are the
+/// smallest and largest of those per-round ratios.</summary>
 public sealed record CacheBenchmarkRow(string Name, string Kind, int Steps, double LatencyMsPerImage, double MeasuredSpeedup,
-    double MacSpeedup, double CacheMb, double Psnr, double Ssim, double? Delta, int? Interval, int? Branch, double SkippedFraction);
+    double MacSpeedup, double CacheMb, double Psnr, double Ssim, double? Delta, int? Interval, int? Branch, double SkippedFraction)
+{
+    public double MeasuredSpeedupLow { get; init; } = double.NaN;
+    public double MeasuredSpeedupHigh { get; init; } = double.NaN;
+}
 
 /// <summary>A fixed-seed generation to time: the same inputs every call, so outputs are comparable.</summary>
 public interface IBenchTarget
@@ -29,51 +34,56 @@ public interface IBenchTarget
 
 /// <summary>
 /// Measures cache configurations side by side in one process: every configuration once to warm up (that output is
-/// the one compared with the uncached output), then <c>repeats</c> timed rounds, each round running every
-/// configuration once in turn so that drift in machine speed affects all alike. Latency is the median per image.
+/// the one compared with the uncached output), then <c>repeats</c> timed rounds, each running every configuration
+/// once. Each round starts at a different configuration (the order rotates), so no configuration always follows the
+/// same one, and speedups are ratios within a round: a machine whose speed drifts over minutes (shared or
+/// virtualized CPUs) slows the reference and the configuration of one round alike. Latency is the median per image.
 /// </summary>
 public static class CacheBenchmark
 {
     public static IReadOnlyList<CacheBenchmarkRow> Run(IBenchTarget target, IReadOnlyList<CacheConfiguration> configurations,
-        int repeats, IProgress<string>? progress = null, CancellationToken cancel = default)
+        int repeats, IProgress<string>? progress = null, CancellationToken cancel = default, TimeProvider? clock = null)
     {
+        ArgumentNullException.ThrowIfNull(target);
+        ArgumentNullException.ThrowIfNull(configurations);
         if (configurations.Count == 0 || configurations[0].Policy is not null)
             throw new DiffusionCacheException("the first configuration must be the uncached reference");
         if (repeats < 1) throw new DiffusionCacheException("repeats must be at least 1");
-        var outputs = new Tensor[configurations.Count];
-        var cacheBytes = new long[configurations.Count];
-        var times = configurations.Select(_ => new List<double>()).ToArray();
+        clock ??= TimeProvider.System;
+        int count = configurations.Count;
+        var outputs = new Tensor[count];
+        var cacheBytes = new long[count];
+        var times = new double[count, repeats];
         try
         {
-            for (int round = -1; round < repeats; round++)
+            for (int i = 0; i < count; i++)
             {
-                for (int i = 0; i < configurations.Count; i++)
+                progress?.Report($"warm-up {configurations[i].Name}");
+                outputs[i] = Measure(target, configurations[i], clock, cancel, out _, out cacheBytes[i]);
+            }
+            for (int round = 0; round < repeats; round++)
+            {
+                for (int k = 0; k < count; k++)
                 {
-                    cancel.ThrowIfCancellationRequested();
-                    var config = configurations[i];
-                    progress?.Report(round < 0 ? $"warm-up {config.Name}" : $"round {round + 1}/{repeats} {config.Name}");
-                    using var policy = config.Policy?.Invoke();
-                    var clock = Stopwatch.StartNew();
-                    var output = target.Run(config.Steps, policy);
-                    clock.Stop();
-                    if (round < 0)
-                    {
-                        outputs[i] = output;
-                        cacheBytes[i] = policy?.Statistics.PeakCacheBytes ?? 0;
-                    }
-                    else
-                    {
-                        output.Dispose();
-                        times[i].Add(clock.Elapsed.TotalMilliseconds / target.ImagesPerRun);
-                    }
+                    int i = (round + k) % count;
+                    progress?.Report($"round {round + 1}/{repeats} {configurations[i].Name}");
+                    Measure(target, configurations[i], clock, cancel, out times[i, round], out _).Dispose();
                 }
             }
-            double reference = Median(times[0]);
             double range = target.Range(outputs[0]);
-            return configurations.Select((c, i) => new CacheBenchmarkRow(c.Name, c.Kind, c.Steps, Median(times[i]),
-                reference / Median(times[i]), c.MacSpeedup, cacheBytes[i] / 1048576.0,
-                ImageMetrics.Psnr(outputs[i], outputs[0], range), ImageMetrics.Ssim(outputs[i], outputs[0], range),
-                c.Delta, c.Interval, c.Branch, c.SkippedFraction)).ToList();
+            return configurations.Select((c, i) =>
+            {
+                var ratios = Enumerable.Range(0, repeats).Select(r => times[0, r] / times[i, r]).ToList();
+                return new CacheBenchmarkRow(c.Name, c.Kind, c.Steps,
+                    Median(Enumerable.Range(0, repeats).Select(r => times[i, r] / target.ImagesPerRun)), Median(ratios),
+                    c.MacSpeedup, cacheBytes[i] / 1048576.0,
+                    ImageMetrics.Psnr(outputs[i], outputs[0], range), ImageMetrics.Ssim(outputs[i], outputs[0], range),
+                    c.Delta, c.Interval, c.Branch, c.SkippedFraction)
+                {
+                    MeasuredSpeedupLow = ratios.Min(),
+                    MeasuredSpeedupHigh = ratios.Max(),
+                };
+            }).ToList();
         }
         finally
         {
@@ -81,7 +91,19 @@ public static class CacheBenchmark
         }
     }
 
-    private static double Median(List<double> values)
+    private static Tensor Measure(IBenchTarget target, CacheConfiguration config, TimeProvider clock, CancellationToken cancel,
+        out double milliseconds, out long cacheBytes)
+    {
+        cancel.ThrowIfCancellationRequested();
+        using var policy = config.Policy?.Invoke();
+        long start = clock.GetTimestamp();
+        var output = target.Run(config.Steps, policy);
+        milliseconds = clock.GetElapsedTime(start).TotalMilliseconds;
+        cacheBytes = policy?.Statistics.PeakCacheBytes ?? 0;
+        return output;
+    }
+
+    private static double Median(IEnumerable<double> values)
     {
         var sorted = values.Order().ToList();
         int n = sorted.Count;

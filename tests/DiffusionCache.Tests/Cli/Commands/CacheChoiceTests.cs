@@ -1,0 +1,78 @@
+using DiffusionCache.Caching.BlockCaching;
+using DiffusionCache.Caching.DeepCache;
+using DiffusionCache.Cli.Commands;
+using DiffusionCache.Pipelines;
+using DiffusionCache.Tests.TestSupport;
+
+namespace DiffusionCache.Tests.Cli.Commands;
+
+/// <summary><c>--cache</c> arguments on the embedded model: each resolves to the policy it names, and a bad one
+/// fails with a message naming what is wrong before any sampling.</summary>
+public sealed class CacheChoiceTests : IDisposable
+{
+    private readonly ClassConditionalPipeline _pipeline = ClassConditionalPipeline.Load(Repository.Path("models", "fashion-ldm"));
+
+    public void Dispose() => _pipeline.Dispose();
+
+    [Fact]
+    public void None_has_no_policy()
+    {
+        Assert.Null(CacheChoice.Resolve("none", _pipeline, "ddim", 50).Create);
+    }
+
+    [Fact]
+    public void Blockcache_uses_the_shipped_schedule_for_the_solver_and_step_count()
+    {
+        var choice = CacheChoice.Resolve("blockcache", _pipeline, "ddim", 20);
+        using var policy = Assert.IsType<BlockCachePolicy>(choice.Create!());
+        var shipped = CacheSchedule.Load(Repository.Path("models", "fashion-ldm", "cache", "schedule-ddim-20.json"));
+        Assert.Equal(shipped.Delta, policy.Schedule.Delta);
+        Assert.Equal(20, policy.Schedule.NumInferenceSteps);
+    }
+
+    [Fact]
+    public void Blockcache_without_a_shipped_schedule_samples_uncached()
+    {
+        Assert.Null(CacheChoice.Resolve("blockcache", _pipeline, "ddim", 37).Create);
+    }
+
+    [Theory]
+    [InlineData("deepcache", 3, 0, true)]
+    [InlineData("deepcache:5", 5, 0, true)]
+    [InlineData("deepcache:2:4", 2, 4, true)]
+    [InlineData("deepcache:5:0:15:1.4", 5, 0, false)]
+    public void Deepcache_takes_interval_branch_and_optionally_center_and_power(string text, int interval, int branch, bool uniform)
+    {
+        using var policy = Assert.IsType<DeepCachePolicy>(CacheChoice.Resolve(text, _pipeline, "ddim", 50).Create!());
+        Assert.Equal(interval, policy.Schedule.Interval);
+        Assert.Equal(branch, policy.Branch);
+        Assert.Equal(uniform, policy.Schedule.IsUniform);
+        if (!uniform)
+        {
+            Assert.Equal(15, policy.Schedule.Center);
+            Assert.Equal(1.4, policy.Schedule.Pow);
+        }
+    }
+
+    [Theory]
+    [InlineData("deepcache:0", "interval N must be at least 1")]
+    [InlineData("deepcache:3:9", "cache branch 9 does not exist")]
+    [InlineData("deepcache:5:0:60:1.4", "center 60 is outside the steps")]
+    [InlineData("deepcache:5:0:15:0.5", "power must be a finite number > 1")]
+    [InlineData("deepcache:x", "expected deepcache, deepcache:N")]
+    [InlineData("deepcache:5:0:15", "expected deepcache, deepcache:N")]
+    [InlineData("fastcache", "expected blockcache, deepcache, none or a schedule JSON file")]
+    public void Bad_arguments_fail_with_a_message_naming_the_problem(string text, string message)
+    {
+        var error = Assert.Throws<DiffusionCacheException>(() => CacheChoice.Resolve(text, _pipeline, "ddim", 50));
+        Assert.Contains(message, error.Message);
+    }
+
+    [Fact]
+    public void A_schedule_for_another_step_count_or_solver_is_refused()
+    {
+        string path = Repository.Path("models", "fashion-ldm", "cache", "schedule-ddim-20.json");
+        Assert.Contains("schedule is for 20 steps", Assert.Throws<DiffusionCacheException>(() => CacheChoice.Resolve(path, _pipeline, "ddim", 50)).Message);
+        Assert.Contains("schedule is for solver DDIMScheduler", Assert.Throws<DiffusionCacheException>(() => CacheChoice.Resolve(path, _pipeline, "euler", 20)).Message);
+    }
+}
