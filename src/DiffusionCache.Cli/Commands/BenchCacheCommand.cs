@@ -106,6 +106,21 @@ internal static class BenchCacheCommand
                 schedule.MacSpeedup(macs)) { Delta = delta, SkippedFraction = schedule.SkippedFraction });
         }
 
+        // The shipped schedule with and without its scale-shift adjustment (Sec. 3.4), when the model ships one.
+        var shipped = target.ShippedScaleShift(s.Solver, s.Steps);
+        using var adjustment = shipped is { } files ? ScaleShiftAdjustment.Load(files.Adjustment) : null;
+        if (shipped is { } found && adjustment is not null)
+        {
+            var schedule = CacheSchedule.Load(found.Schedule);
+            string solverClass = target.SchedulerConfig.ClassName;
+            schedule.Validate(unet, solverClass, s.Steps);
+            string name = $"BlockCache δ={schedule.Delta:G3} shipped";
+            foreach (var adjusted in new[] { false, true })
+                configs.Add(new(adjusted ? name + " + scale-shift" : name, adjusted ? "blockcache+scaleshift" : "blockcache",
+                    s.Steps, () => new BlockCachePolicy(unet, schedule, solverClass, adjustment: adjusted ? adjustment : null),
+                    schedule.MacSpeedup(macs)) { Delta = schedule.Delta, SkippedFraction = schedule.SkippedFraction });
+        }
+
         var rows = ProgressView.Run("bench-cache", (long)configs.Count * (s.Repeats + 1), progress =>
         {
             long done = 0;

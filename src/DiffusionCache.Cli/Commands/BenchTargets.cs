@@ -29,6 +29,8 @@ internal static class BenchTargets
         public abstract Tensor Run(int steps, ICachePolicy? policy);
         public abstract IProfileInputs ProfileInputs(int conditions, int seeds);
         public virtual string? ShippedProfile(string solver, int steps) => null;
+        /// <summary>The model's own schedule and scale-shift adjustment for the solver and step count, when it ships both.</summary>
+        public virtual (string Schedule, string Adjustment)? ShippedScaleShift(string solver, int steps) => null;
         public abstract void Dispose();
     }
 
@@ -74,6 +76,13 @@ internal static class BenchTargets
         {
             string path = Path.Combine(pipeline.Folder, "cache", $"profile-{solverName}-{steps}.json");
             return File.Exists(path) && solverName == _solver ? path : null;
+        }
+
+        public override (string Schedule, string Adjustment)? ShippedScaleShift(string solverName, int steps)
+        {
+            string schedule = CacheChoice.ShippedSchedule(pipeline, solverName, steps);
+            string adjustment = CacheChoice.ShippedAdjustment(pipeline, solverName, steps);
+            return File.Exists(schedule) && File.Exists(adjustment) && solverName == _solver ? (schedule, adjustment) : null;
         }
 
         public override void Dispose() => pipeline.Dispose();

@@ -8,11 +8,18 @@ namespace DiffusionCache.Cli.Commands;
 
 /// <summary>Turns a <c>--cache</c> argument into a policy factory for a pipeline, solver and step count, validating
 /// it before any work. "blockcache" uses the schedule the model ships for that solver and step count
-/// (<c>cache/schedule-{solver}-{steps}.json</c>); without one it falls back to no cache and says so.
+/// (<c>cache/schedule-{solver}-{steps}.json</c>) with its scale-shift adjustment when one is shipped
+/// (<c>cache/scaleshift-{solver}-{steps}.safetensors</c>; "blockcache:noss" leaves it out); without a schedule it
+/// falls back to no cache and says so.
 /// "deepcache[:N[:branch[:center:pow]]]" is DeepCache uniform 1:N (default N=3, branch 0), or non-uniform 1:N
 /// with a center step and power when those are given.</summary>
-internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create)
+internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : IDisposable
 {
+    /// <summary>What the policies share and the choice owns (a loaded scale-shift adjustment).</summary>
+    private IDisposable? Owned { get; init; }
+
+    public void Dispose() => Owned?.Dispose();
+
     public static CacheChoice Resolve(string choice, ClassConditionalPipeline pipeline, string solver, int steps)
     {
         string solverClass = Schedulers.Solvers.For(solver, pipeline.SchedulerConfig).ClassName;
@@ -23,15 +30,16 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create)
             case "deepcache":
             case var _ when choice.StartsWith("deepcache:", StringComparison.Ordinal):
                 return DeepCache(choice, pipeline, steps);
-            case "blockcache":
+            case "blockcache" or "blockcache:noss":
             {
-                string path = Path.Combine(pipeline.Folder, "cache", $"schedule-{solver}-{steps}.json");
+                string path = ShippedSchedule(pipeline, solver, steps);
                 if (!File.Exists(path))
                 {
                     Console.WriteLine($"note: the model ships no Block Caching schedule for {solver} with {steps} steps ({path}); sampling uncached");
                     return new("no cache", null);
                 }
-                return FromSchedule(path, pipeline, solverClass, steps);
+                string adjustment = ShippedAdjustment(pipeline, solver, steps);
+                return FromSchedule(path, pipeline, solverClass, steps, choice == "blockcache" && File.Exists(adjustment) ? adjustment : null);
             }
             default:
                 if (File.Exists(choice)) return FromSchedule(choice, pipeline, solverClass, steps);
@@ -55,11 +63,22 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create)
         return new($"DeepCache {schedule} branch {branch}", () => new DeepCachePolicy(pipeline.UNet, schedule, branch));
     }
 
-    private static CacheChoice FromSchedule(string path, ClassConditionalPipeline pipeline, string solverClass, int steps)
+    public static string ShippedSchedule(ClassConditionalPipeline pipeline, string solver, int steps) =>
+        Path.Combine(pipeline.Folder, "cache", $"schedule-{solver}-{steps}.json");
+
+    public static string ShippedAdjustment(ClassConditionalPipeline pipeline, string solver, int steps) =>
+        Path.Combine(pipeline.Folder, "cache", $"scaleshift-{solver}-{steps}.safetensors");
+
+    private static CacheChoice FromSchedule(string path, ClassConditionalPipeline pipeline, string solverClass, int steps,
+        string? adjustmentPath = null)
     {
         var schedule = CacheSchedule.Load(path);
         schedule.Validate(pipeline.UNet, solverClass, steps);
-        string name = $"Block Caching{(schedule.Delta is double d ? $" δ={d:G3}" : "")} ({schedule.SkippedFraction:P0} of block evaluations skipped)";
-        return new(name, () => new BlockCachePolicy(pipeline.UNet, schedule, solverClass));
+        var adjustment = adjustmentPath is null ? null : ScaleShiftAdjustment.Load(adjustmentPath);
+        adjustment?.Validate(schedule);
+        string name = $"Block Caching{(schedule.Delta is double d ? $" δ={d:G3}" : "")} ({schedule.SkippedFraction:P0} of block evaluations skipped)" +
+            (adjustment is null ? "" : " + scale-shift");
+        // The policies share the adjustment's weights (read-only at inference); the choice owns it.
+        return new(name, () => new BlockCachePolicy(pipeline.UNet, schedule, solverClass, adjustment: adjustment)) { Owned = adjustment };
     }
 }

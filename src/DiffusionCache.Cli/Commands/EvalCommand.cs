@@ -26,7 +26,7 @@ internal static class EvalCommand
         var samples = new Option<int>("--samples") { Description = "generated samples (balanced over classes)", DefaultValueFactory = _ => 2000 };
         var batch = new Option<int>("--batch") { Description = "samples per sampling batch (its index is its seed)", DefaultValueFactory = _ => 100 };
         var json = new Option<string?>("--json") { Description = "also write the figures as JSON (an object; with --configs, a list)" };
-        var cache = new Option<string>("--cache") { Description = "none, blockcache (the model's shipped schedule), deepcache[:N[:branch[:center:pow]]], or a schedule JSON file", DefaultValueFactory = _ => "none" };
+        var cache = new Option<string>("--cache") { Description = "none, blockcache (the model's shipped schedule and scale-shift adjustment), blockcache:noss, deepcache[:N[:branch[:center:pow]]], or a schedule JSON file", DefaultValueFactory = _ => "none" };
         var configs = new Option<string?>("--configs") { Description = "several runs sharing one set of floors: solver:steps:cache,... (overrides --solver/--steps/--cache)" };
         var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
@@ -62,6 +62,20 @@ internal static class EvalCommand
             using (var check = pipeline.CreateScheduler(r.Solver)) check.SetTimesteps(r.Steps);
             return CacheChoice.Resolve(r.Cache, pipeline, r.Solver, r.Steps);
         }).ToList();
+        try
+        {
+            return Evaluate(modelDir, pipeline, classifier, runs, caches, guidance, samples, batch, json, asList, clock, cancel);
+        }
+        finally
+        {
+            foreach (var cache in caches) cache.Dispose();
+        }
+    }
+
+    private static int Evaluate(string modelDir, ClassConditionalPipeline pipeline, FashionClassifier classifier, IReadOnlyList<Run> runs,
+        IReadOnlyList<CacheChoice> caches, double guidance, int samples, int batch, string? json, bool asList, Stopwatch clock,
+        CancellationToken cancel)
+    {
         FashionMnist.EnsureInstalled();
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);

@@ -20,7 +20,7 @@ internal static class GenerateCommand
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale (1 = off)", DefaultValueFactory = _ => 4.0 };
         var solver = new Option<string>("--solver") { Description = "ddim, ddpm, plms, dpm++ or euler", DefaultValueFactory = _ => "ddim" };
         var firstSeed = new Option<long>("--seed") { Description = "seed of the first column", DefaultValueFactory = _ => 0 };
-        var cache = new Option<string>("--cache") { Description = "blockcache (the model's shipped schedule for this solver and step count), a schedule JSON file, deepcache[:N[:branch[:center:pow]]] (default 3, 0: uniform; with center and pow: non-uniform), or none", DefaultValueFactory = _ => "blockcache" };
+        var cache = new Option<string>("--cache") { Description = "blockcache (the model's shipped schedule for this solver and step count, with its scale-shift adjustment when shipped; blockcache:noss without), a schedule JSON file, deepcache[:N[:branch[:center:pow]]] (default 3, 0: uniform; with center and pow: non-uniform), or none", DefaultValueFactory = _ => "blockcache" };
         var command = new Command("generate", "sample every class of the embedded model and write a labelled grid") { model, output, seeds, steps, guidance, solver, firstSeed, cache };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(parse.GetValue(model)!, parse.GetValue(output)!,
             parse.GetValue(seeds), parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(solver)!, parse.GetValue(firstSeed),
@@ -39,7 +39,7 @@ internal static class GenerateCommand
         double loadSeconds = clock.Elapsed.TotalSeconds;
         scheduler.SetTimesteps(steps);   // validates the step count before any work; PLMS runs one extra call
         int calls = scheduler.Timesteps.Count;
-        var cache = CacheChoice.Resolve(cacheChoice, pipeline, solver, steps);
+        using var cache = CacheChoice.Resolve(cacheChoice, pipeline, solver, steps);
 
         // One short untimed generation first, so that one-time costs (JIT, allocator warm-up) do not bias the timing.
         using (var warm = pipeline.CreateScheduler(solver))

@@ -17,6 +17,10 @@ public sealed class TrainingLoop
     /// (for noise, timesteps, dropout).</summary>
     public delegate Tensor LossFunction(Tensor indices, Generator generator);
 
+    /// <summary>Computes the loss of one batch and its gradients itself (for a loss too large to hold in one graph,
+    /// e.g. one backward pass per denoising step of a trajectory); returns the loss value.</summary>
+    public delegate double GradientFunction(Tensor indices, Generator generator);
+
     private readonly nn.Module _model;
     private readonly TrainingOptions _options;
     private readonly long _datasetSize;
@@ -36,10 +40,20 @@ public sealed class TrainingLoop
     /// <summary>Trains until <see cref="TrainingOptions.TotalSteps"/> or cancellation (after saving a checkpoint).
     /// Returns the EMA of the weights; the caller owns it.</summary>
     public ExponentialMovingAverage Run(LossFunction loss, IProgress<TrainingProgress>? progress = null,
+        CancellationToken cancel = default) =>
+        Run((indices, generator) =>
+        {
+            var batchLoss = loss(indices, generator);
+            batchLoss.backward();
+            return batchLoss.item<float>();
+        }, progress, cancel);
+
+    /// <inheritdoc cref="Run(LossFunction, IProgress{TrainingProgress}?, CancellationToken)"/>
+    public ExponentialMovingAverage Run(GradientFunction gradients, IProgress<TrainingProgress>? progress = null,
         CancellationToken cancel = default)
     {
         var o = _options;
-        var parameters = _model.parameters().ToList();
+        var parameters = _model.parameters().Where(p => p.requires_grad).ToList();
         var optimizer = optim.AdamW(parameters, o.LearningRate, weight_decay: o.WeightDecay);
         var ema = new ExponentialMovingAverage(_model, o.EmaDecay);
         var generator = new Generator((ulong)o.Seed);
@@ -83,11 +97,9 @@ public sealed class TrainingLoop
                 using (var scope = NewDisposeScope())
                 {
                     optimizer.zero_grad();
-                    var batchLoss = loss(order!.narrow(0, offset, o.BatchSize), generator);
-                    batchLoss.backward();
+                    value = gradients(order!.narrow(0, offset, o.BatchSize), generator);
                     if (o.GradientClip > 0) nn.utils.clip_grad_norm_(parameters, o.GradientClip);
                     optimizer.step();
-                    value = batchLoss.item<float>();
                 }
                 if (!double.IsFinite(value)) throw new DiffusionCacheException($"training diverged at step {step}: loss {value}");
                 ema.Update();

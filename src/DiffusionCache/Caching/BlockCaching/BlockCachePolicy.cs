@@ -22,34 +22,41 @@ public enum BlockCacheMode
 /// output passes on unchanged, and its cache is overwritten (with C or the output, by <see cref="Mode"/>); at any
 /// other step it does not run and answers from the cache, which is left as is. Caches hold the whole batch of the
 /// U-Net call (both classifier-free-guidance halves), start empty at every generation and are freed when it ends.
-/// Blocks the schedule does not list, and every other module, always run. Use through
-/// <see cref="CachedSampling.Sample"/>.
+/// Blocks the schedule does not list, and every other module, always run. With a
+/// <see cref="ScaleShiftAdjustment"/> (Sec. 3.4) a reused value is scaled and shifted per channel for the current
+/// timestep before it is answered. Use through <see cref="CachedSampling.Sample"/>.
 /// </summary>
 public sealed class BlockCachePolicy : ICachePolicy
 {
     private readonly Dictionary<string, int> _index;
     private readonly Tensor?[] _cache;
     private int _step = -1;
+    private double _timestep;
 
     /// <summary>Validates <paramref name="schedule"/> against the model and solver (see
     /// <see cref="CacheSchedule.Validate"/>); the step count is checked when a generation begins.</summary>
-    public BlockCachePolicy(DiffusionUNet unet, CacheSchedule schedule, string solver, BlockCacheMode mode = BlockCacheMode.Residual)
+    public BlockCachePolicy(DiffusionUNet unet, CacheSchedule schedule, string solver, BlockCacheMode mode = BlockCacheMode.Residual,
+        ScaleShiftAdjustment? adjustment = null)
     {
         ArgumentNullException.ThrowIfNull(schedule);
         schedule.Validate(unet, solver, schedule.NumInferenceSteps);
+        adjustment?.Validate(schedule);
         Schedule = schedule;
         Mode = mode;
+        Adjustment = adjustment;
         _index = schedule.Blocks.Select((path, i) => (path, i)).ToDictionary(p => p.path, p => p.i, StringComparer.Ordinal);
         _cache = new Tensor?[schedule.Blocks.Count];
     }
 
     public CacheSchedule Schedule { get; }
     public BlockCacheMode Mode { get; }
+    /// <summary>The scale-shift adjustment applied to reused values; null for plain caching.</summary>
+    public ScaleShiftAdjustment? Adjustment { get; }
     public CacheStatistics Statistics { get; } = new();
 
     public string Name => $"BlockCache {Schedule.Targets}" +
         (Schedule.Delta is double d ? $" δ={d.ToString("G4", CultureInfo.InvariantCulture)}" : "") +
-        $" {Mode.ToString().ToLowerInvariant()}";
+        $" {Mode.ToString().ToLowerInvariant()}" + (Adjustment is null ? "" : " + scale-shift");
 
     /// <summary>Bytes the caches hold now.</summary>
     public long CacheBytes => _cache.Sum(t => t is null ? 0 : t.numel() * t.ElementSize);
@@ -64,7 +71,11 @@ public sealed class BlockCachePolicy : ICachePolicy
         _step = -1;
     }
 
-    public void BeginStep(StepInfo step) => _step = step.Index;
+    public void BeginStep(StepInfo step)
+    {
+        _step = step.Index;
+        _timestep = step.Timestep;
+    }
 
     public BlockOutput Run(BlockCall call, Func<BlockOutput> compute)
     {
@@ -82,12 +93,16 @@ public sealed class BlockCachePolicy : ICachePolicy
             $"{call.Path}: cannot reuse at step {_step}, its cache is empty (the block has not computed in this " +
             "generation; step 0 must compute)");
         Statistics.Reused(call.Path);
-        if (Mode == BlockCacheMode.Output) return cached.alias();
-        using var pass = call.PassThrough!(call.Input);
-        if (!pass.shape.SequenceEqual(cached.shape))
-            throw new DiffusionCacheException($"{call.Path}: cached change is [{string.Join(",", cached.shape)}], " +
-                $"the current pass-through [{string.Join(",", pass.shape)}]");
-        return cached + pass;
+        var answer = Adjustment is null ? cached.alias() : Adjustment.Apply(call.Path, cached, _timestep);
+        if (Mode == BlockCacheMode.Output) return answer;
+        using (answer)
+        {
+            using var pass = call.PassThrough!(call.Input);
+            if (!pass.shape.SequenceEqual(cached.shape))
+                throw new DiffusionCacheException($"{call.Path}: cached change is [{string.Join(",", cached.shape)}], " +
+                    $"the current pass-through [{string.Join(",", pass.shape)}]");
+            return answer + pass;
+        }
     }
 
     private void Store(int i, BlockCall call, Tensor output)
@@ -95,11 +110,12 @@ public sealed class BlockCachePolicy : ICachePolicy
         Tensor fresh;
         using (var scope = NewDisposeScope())
         {
-            if (Mode == BlockCacheMode.Output) fresh = output.clone();
+            // Detached: under a distillation's gradient tape the cache must not hold this step's graph.
+            if (Mode == BlockCacheMode.Output) fresh = output.detach().clone();
             else
             {
                 using var pass = call.PassThrough!(call.Input);
-                fresh = output - pass;
+                fresh = (output - pass).detach();
             }
             fresh.DetachFromDisposeScope();
         }
