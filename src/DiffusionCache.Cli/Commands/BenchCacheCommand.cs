@@ -116,7 +116,7 @@ internal static class BenchCacheCommand
             schedule.Validate(unet, solverClass, s.Steps);
             string name = $"BlockCache δ={schedule.Delta:G3} shipped";
             foreach (var adjusted in new[] { false, true })
-                configs.Add(new(adjusted ? name + " + scale-shift" : name, adjusted ? "blockcache+scaleshift" : "blockcache",
+                configs.Add(new(adjusted ? name + " + scale-shift" : name, adjusted ? "blockcache+scaleshift" : "blockcache-shipped",
                     s.Steps, () => new BlockCachePolicy(unet, schedule, solverClass, adjustment: adjusted ? adjustment : null),
                     schedule.MacSpeedup(macs)) { Delta = schedule.Delta, SkippedFraction = schedule.SkippedFraction });
         }

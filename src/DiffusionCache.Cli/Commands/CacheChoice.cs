@@ -8,9 +8,9 @@ namespace DiffusionCache.Cli.Commands;
 
 /// <summary>Turns a <c>--cache</c> argument into a policy factory for a pipeline, solver and step count, validating
 /// it before any work. "blockcache" uses the schedule the model ships for that solver and step count
-/// (<c>cache/schedule-{solver}-{steps}.json</c>) with its scale-shift adjustment when one is shipped
-/// (<c>cache/scaleshift-{solver}-{steps}.safetensors</c>; "blockcache:noss" leaves it out); without a schedule it
-/// falls back to no cache and says so.
+/// (<c>cache/schedule-{solver}-{steps}.json</c>); "blockcache:ss" adds the scale-shift adjustment shipped for it
+/// (<c>cache/scaleshift-{solver}-{steps}.safetensors</c>; not the default: on the embedded model it did not improve
+/// FID, see its model card). Without a schedule, "blockcache" falls back to no cache and says so.
 /// "deepcache[:N[:branch[:center:pow]]]" is DeepCache uniform 1:N (default N=3, branch 0), or non-uniform 1:N
 /// with a center step and power when those are given.</summary>
 internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : IDisposable
@@ -30,7 +30,7 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
             case "deepcache":
             case var _ when choice.StartsWith("deepcache:", StringComparison.Ordinal):
                 return DeepCache(choice, pipeline, steps);
-            case "blockcache" or "blockcache:noss":
+            case "blockcache":
             {
                 string path = ShippedSchedule(pipeline, solver, steps);
                 if (!File.Exists(path))
@@ -38,12 +38,19 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
                     Console.WriteLine($"note: the model ships no Block Caching schedule for {solver} with {steps} steps ({path}); sampling uncached");
                     return new("no cache", null);
                 }
-                string adjustment = ShippedAdjustment(pipeline, solver, steps);
-                return FromSchedule(path, pipeline, solverClass, steps, choice == "blockcache" && File.Exists(adjustment) ? adjustment : null);
+                return FromSchedule(path, pipeline, solverClass, steps);
+            }
+            case "blockcache:ss":
+            {
+                string path = ShippedSchedule(pipeline, solver, steps), adjustment = ShippedAdjustment(pipeline, solver, steps);
+                if (!File.Exists(path) || !File.Exists(adjustment))
+                    throw new DiffusionCacheException($"--cache blockcache:ss: the model ships no schedule and scale-shift adjustment for {solver} " +
+                        $"with {steps} steps ({path}, {adjustment}); train one with 'diffcache train scaleshift'");
+                return FromSchedule(path, pipeline, solverClass, steps, adjustment);
             }
             default:
                 if (File.Exists(choice)) return FromSchedule(choice, pipeline, solverClass, steps);
-                throw new DiffusionCacheException($"--cache '{choice}': expected blockcache, deepcache, none or a schedule JSON file");
+                throw new DiffusionCacheException($"--cache '{choice}': expected blockcache, blockcache:ss, deepcache, none or a schedule JSON file");
         }
     }
 

@@ -20,7 +20,7 @@ internal static class GenerateCommand
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale (1 = off)", DefaultValueFactory = _ => 4.0 };
         var solver = new Option<string>("--solver") { Description = "ddim, ddpm, plms, dpm++ or euler", DefaultValueFactory = _ => "ddim" };
         var firstSeed = new Option<long>("--seed") { Description = "seed of the first column", DefaultValueFactory = _ => 0 };
-        var cache = new Option<string>("--cache") { Description = "blockcache (the model's shipped schedule for this solver and step count, with its scale-shift adjustment when shipped; blockcache:noss without), a schedule JSON file, deepcache[:N[:branch[:center:pow]]] (default 3, 0: uniform; with center and pow: non-uniform), or none", DefaultValueFactory = _ => "blockcache" };
+        var cache = new Option<string>("--cache") { Description = "blockcache (the model's shipped schedule for this solver and step count), blockcache:ss (with its shipped scale-shift adjustment), a schedule JSON file, deepcache[:N[:branch[:center:pow]]] (default 3, 0: uniform; with center and pow: non-uniform), or none", DefaultValueFactory = _ => "blockcache" };
         var command = new Command("generate", "sample every class of the embedded model and write a labelled grid") { model, output, seeds, steps, guidance, solver, firstSeed, cache };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(parse.GetValue(model)!, parse.GetValue(output)!,
             parse.GetValue(seeds), parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(solver)!, parse.GetValue(firstSeed),

@@ -58,7 +58,7 @@ public class ScaleShiftDistillationTests
         Assert.True(initial > 0);
         Assert.True(trained < 0.9 * initial, $"block loss {initial:G4} -> {trained:G4}");
         Assert.All(unet.parameters(), p => Assert.True(p.requires_grad));   // frozen only while training
-        foreach (var (name, value) in unet.state_dict()) Assert.True(value.equal(before[name]).item<bool>(), name);
+        foreach (var (name, value) in unet.state_dict()) Assert.True(value.equal(before[name]).all().item<bool>(), name);
         Assert.Contains(adjustment.parameters(), p => p.abs().sum().item<float>() > 0);
     }
 }

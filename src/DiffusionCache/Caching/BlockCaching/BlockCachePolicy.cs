@@ -32,6 +32,8 @@ public sealed class BlockCachePolicy : ICachePolicy
     private readonly Tensor?[] _cache;
     private int _step = -1;
     private double _timestep;
+    private IReadOnlyList<double> _timesteps = [];
+    private ScaleShiftTable? _table;
 
     /// <summary>Validates <paramref name="schedule"/> against the model and solver (see
     /// <see cref="CacheSchedule.Validate"/>); the step count is checked when a generation begins.</summary>
@@ -69,6 +71,7 @@ public sealed class BlockCachePolicy : ICachePolicy
             throw new DiffusionCacheException($"schedule covers {Schedule.Steps} U-Net calls, the solver makes {timesteps.Count}");
         Free();
         _step = -1;
+        _timesteps = timesteps;
     }
 
     public void BeginStep(StepInfo step)
@@ -93,7 +96,7 @@ public sealed class BlockCachePolicy : ICachePolicy
             $"{call.Path}: cannot reuse at step {_step}, its cache is empty (the block has not computed in this " +
             "generation; step 0 must compute)");
         Statistics.Reused(call.Path);
-        var answer = Adjustment is null ? cached.alias() : Adjustment.Apply(call.Path, cached, _timestep);
+        var answer = Adjustment is null ? cached.alias() : Adjusted(call.Path, cached);
         if (Mode == BlockCacheMode.Output) return answer;
         using (answer)
         {
@@ -103,6 +106,15 @@ public sealed class BlockCachePolicy : ICachePolicy
                     $"the current pass-through [{string.Join(",", pass.shape)}]");
             return answer + pass;
         }
+    }
+
+    /// <summary>Sampling (no gradients) reads the adjustment from a table made once per generation; distillation
+    /// (gradients on) evaluates it per call so that each step's backward pass reaches its weights.</summary>
+    private Tensor Adjusted(string path, Tensor cached)
+    {
+        if (is_grad_enabled()) return Adjustment!.Apply(path, cached, _timestep);
+        _table ??= Adjustment!.Tabulate(_timesteps);
+        return _table.Apply(path, _step, cached);
     }
 
     private void Store(int i, BlockCall call, Tensor output)
@@ -132,6 +144,8 @@ public sealed class BlockCachePolicy : ICachePolicy
 
     private void Free()
     {
+        _table?.Dispose();
+        _table = null;
         for (int i = 0; i < _cache.Length; i++)
         {
             _cache[i]?.Dispose();

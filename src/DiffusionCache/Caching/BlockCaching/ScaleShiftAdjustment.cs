@@ -90,6 +90,27 @@ public sealed class ScaleShiftAdjustment : nn.Module
         return (cached * (scale + 1) + shift).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Scale and shift of every block for every timestep of a generation, computed at once (inference:
+    /// applying one is then a single fused multiply-add instead of an embedding and a linear layer per reuse). The
+    /// caller owns the table; it does not follow later changes of the weights.</summary>
+    public ScaleShiftTable Tabulate(IReadOnlyList<double> timesteps)
+    {
+        ArgumentNullException.ThrowIfNull(timesteps);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var device = _layers.Values.First().weight!.device;
+        var embedded = _embedding.call(tensor(timesteps.Select(t => (float)t).ToArray(), ScalarType.Float32, device));   // [T, D]
+        var entries = new Dictionary<string, (Tensor Scale, Tensor Shift)>(StringComparer.Ordinal);
+        foreach (var (path, layer) in _layers)
+        {
+            var parts = layer.call(embedded.to(layer.weight!.dtype)).chunk(2, 1);    // [T, C] each
+            var scale = (parts[0] + 1).reshape(timesteps.Count, 1, -1, 1, 1).DetachFromDisposeScope();
+            var shift = parts[1].reshape(timesteps.Count, 1, -1, 1, 1).DetachFromDisposeScope();
+            entries[path] = (scale, shift);
+        }
+        return new ScaleShiftTable(entries);
+    }
+
     /// <summary>Checks that this adjustment covers exactly the blocks <paramref name="schedule"/> caches.</summary>
     public void Validate(CacheSchedule schedule)
     {
@@ -186,5 +207,35 @@ public sealed class ScaleShiftAdjustment : nn.Module
             if (wanted.Contains(call.Path)) Channels[call.Path] = (int)output.Hidden.shape[1];
             return output;
         }
+    }
+}
+
+/// <summary>A <see cref="ScaleShiftAdjustment"/> evaluated at the timesteps of one generation (see
+/// <see cref="ScaleShiftAdjustment.Tabulate"/>).</summary>
+public sealed class ScaleShiftTable : IDisposable
+{
+    private readonly Dictionary<string, (Tensor Scale, Tensor Shift)> _entries;
+
+    internal ScaleShiftTable(Dictionary<string, (Tensor Scale, Tensor Shift)> entries) => _entries = entries;
+
+    /// <summary>C (1 + scale) + shift for the cached value C [B, C, H, W] of <paramref name="path"/> at step
+    /// <paramref name="stepIndex"/>.</summary>
+    public Tensor Apply(string path, int stepIndex, Tensor cached)
+    {
+        var (scale, shift) = _entries.TryGetValue(path, out var e) ? e
+            : throw new DiffusionCacheException($"scale-shift adjustment has no layer for {path}");
+        using var s = scale.select(0, stepIndex);
+        using var h = shift.select(0, stepIndex);
+        return addcmul(h.to(cached.dtype), cached, s.to(cached.dtype), 1);
+    }
+
+    public void Dispose()
+    {
+        foreach (var (scale, shift) in _entries.Values)
+        {
+            scale.Dispose();
+            shift.Dispose();
+        }
+        _entries.Clear();
     }
 }

@@ -34,20 +34,28 @@ public class ScaleShiftAdjustmentTests
         Assert.Equal(16, adjustment.Blocks.Single(b => b.Path == "down_blocks.0.attentions.0").Channels);
     }
 
-    [Fact]
-    public void An_untrained_adjustment_is_the_identity()
+    /// <summary>The same generation with the sparse schedule, plain and with an adjustment (random when asked).</summary>
+    private static (Tensor Plain, Tensor Adjusted) SampleBoth(bool randomize)
     {
         using var unet = Model();
         var schedule = Schedule(unet, Steps, Sparse);
         using var adjustment = ScaleShiftAdjustment.For(unet, schedule);
+        if (randomize) Randomize(adjustment);
         var request = Request(Steps);
         using var s = Scheduler();
         using var plain = new BlockCachePolicy(unet, schedule, Solver);
         using var adjusted = new BlockCachePolicy(unet, schedule, Solver, adjustment: adjustment);
-        using var a = CachedSampling.Sample(unet, s, request, plain);
-        using var b = CachedSampling.Sample(unet, s, request, adjusted);
-        Assert.True(BitwiseEqual(a, b));
         Assert.EndsWith("+ scale-shift", adjusted.Name);
+        return (CachedSampling.Sample(unet, s, request, plain), CachedSampling.Sample(unet, s, request, adjusted));
+    }
+
+    [Fact]
+    public void An_untrained_adjustment_is_the_identity()
+    {
+        var (a, b) = SampleBoth(randomize: false);
+        using (a)
+        using (b)
+            Assert.True(BitwiseEqual(a, b));
     }
 
     [Fact]
@@ -73,21 +81,30 @@ public class ScaleShiftAdjustmentTests
     }
 
     [Fact]
+    public void The_per_generation_table_agrees_with_evaluating_each_call()
+    {
+        using var adjustment = new ScaleShiftAdjustment([("a", 3), ("b", 5)], embeddingDim: 8);
+        Randomize(adjustment);
+        using var table = adjustment.Tabulate([999, 500, 1]);
+        using var x = randn(2, 5, 4, 4);
+        using var expected = adjustment.Apply("b", x, 500);
+        using var actual = table.Apply("b", 1, x);
+        Assert.True(actual.allclose(expected, rtol: 1e-6, atol: 1e-6));
+        Assert.Throws<DiffusionCacheException>(() => table.Apply("c", 0, x));
+    }
+
+    [Fact]
     public void A_trained_adjustment_changes_what_reused_blocks_answer()
     {
-        using var unet = Model();
-        var schedule = Schedule(unet, Steps, Sparse);
-        using var adjustment = ScaleShiftAdjustment.For(unet, schedule);
-        Randomize(adjustment);
-        var request = Request(Steps);
-        using var s = Scheduler();
-        using var plain = new BlockCachePolicy(unet, schedule, Solver);
-        using var adjusted = new BlockCachePolicy(unet, schedule, Solver, adjustment: adjustment);
-        using var a = CachedSampling.Sample(unet, s, request, plain);
-        using var b = CachedSampling.Sample(unet, s, request, adjusted);
-        Assert.False(a.allclose(b, rtol: 0, atol: 1e-5));
+        var (a, b) = SampleBoth(randomize: true);
+        using (a)
+        using (b)
+            Assert.False(a.allclose(b, rtol: 0, atol: 1e-5));
 
         // Nothing is reused when every block computes every step: the adjustment then changes nothing.
+        using var unet = Model();
+        var request = Request(Steps);
+        using var s = Scheduler();
         var always = Schedule(unet, Steps, _ => [.. Enumerable.Range(0, Steps)]);
         using var alwaysAdjusted = ScaleShiftAdjustment.For(unet, always);
         Randomize(alwaysAdjusted);

@@ -23,11 +23,24 @@ public sealed class CacheChoiceTests : IDisposable
     [Fact]
     public void Blockcache_uses_the_shipped_schedule_for_the_solver_and_step_count()
     {
-        var choice = CacheChoice.Resolve("blockcache", _pipeline, "ddim", 20);
+        using var choice = CacheChoice.Resolve("blockcache", _pipeline, "ddim", 20);
         using var policy = Assert.IsType<BlockCachePolicy>(choice.Create!());
         var shipped = CacheSchedule.Load(Repository.Path("models", "fashion-ldm", "cache", "schedule-ddim-20.json"));
         Assert.Equal(shipped.Delta, policy.Schedule.Delta);
         Assert.Equal(20, policy.Schedule.NumInferenceSteps);
+        Assert.Null(policy.Adjustment);
+    }
+
+    [Fact]
+    public void Blockcache_ss_adds_the_shipped_scale_shift_adjustment()
+    {
+        using var choice = CacheChoice.Resolve("blockcache:ss", _pipeline, "ddim", 50);
+        using var policy = Assert.IsType<BlockCachePolicy>(choice.Create!());
+        Assert.NotNull(policy.Adjustment);
+        Assert.Equal(50, policy.Schedule.NumInferenceSteps);
+        Assert.EndsWith("+ scale-shift", choice.Name);
+        Assert.Contains("no schedule and scale-shift adjustment", Assert.Throws<DiffusionCacheException>(
+            () => CacheChoice.Resolve("blockcache:ss", _pipeline, "ddim", 37)).Message);
     }
 
     [Fact]
@@ -61,7 +74,7 @@ public sealed class CacheChoiceTests : IDisposable
     [InlineData("deepcache:5:0:15:0.5", "power must be a finite number > 1")]
     [InlineData("deepcache:x", "expected deepcache, deepcache:N")]
     [InlineData("deepcache:5:0:15", "expected deepcache, deepcache:N")]
-    [InlineData("fastcache", "expected blockcache, deepcache, none or a schedule JSON file")]
+    [InlineData("fastcache", "expected blockcache, blockcache:ss, deepcache, none or a schedule JSON file")]
     public void Bad_arguments_fail_with_a_message_naming_the_problem(string text, string message)
     {
         var error = Assert.Throws<DiffusionCacheException>(() => CacheChoice.Resolve(text, _pipeline, "ddim", 50));
