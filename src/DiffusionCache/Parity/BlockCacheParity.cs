@@ -29,38 +29,23 @@ public sealed class BlockCacheParity : CaseParitySuite
     /// with the reason as its detail.</summary>
     public override ParityResult RunCase(GoldenFolder folder, JsonElement @case)
     {
-        ArgumentNullException.ThrowIfNull(folder);
-        string id = CaseId(@case);
         string type = CaseType(@case);
-        try
+        Func<string, bool> isInput = type switch
         {
-            using var scope = torch.NewDisposeScope();
-            var check = new CaseCheck(id, Tolerance.FromCase(@case));
-            using var file = folder.OpenTensors(@case);
-            var covered = new HashSet<string>(StringComparer.Ordinal);
-            Func<string, bool> isInput = type switch
-            {
-                ProfileCase => name => name == "uncond" || name.StartsWith("x_T.", StringComparison.Ordinal) || name.StartsWith("cond.", StringComparison.Ordinal),
-                ScheduleCase => name => name == "mean",
-                CachedSamplingCase => name => name is "x_T" or "cond" or "uncond",
-                _ => throw new CaseProblem($"unknown case type '{type}'"),
-            };
+            ProfileCase => name => name == "uncond" || name.StartsWith("x_T.", StringComparison.Ordinal) || name.StartsWith("cond.", StringComparison.Ordinal),
+            ScheduleCase => name => name == "mean",
+            _ => name => name is "x_T" or "cond" or "uncond",
+        };
+        return RunTensorCase(folder, @case, isInput, (file, check, covered) =>
+        {
             switch (type)
             {
                 case ProfileCase: RunProfile(folder, @case, file, check, covered); break;
                 case ScheduleCase: RunSchedule(folder, @case, file, check, covered); break;
-                default: RunCached(folder, @case, file, check, covered); break;
+                case CachedSamplingCase: RunCached(folder, @case, file, check, covered); break;
+                default: throw new CaseProblem($"unknown case type '{type}'");
             }
-            var unchecked_ = file.Entries.Select(e => e.Name).Where(n => !isInput(n) && !covered.Contains(n)).ToList();
-            if (unchecked_.Count > 0)
-                throw new CaseProblem($"expected tensors not checked: {string.Join(", ", unchecked_.Take(5))}" +
-                    (unchecked_.Count > 5 ? $" (+{unchecked_.Count - 5} more)" : ""));
-            return check.Result();
-        }
-        catch (Exception e) when (e is CaseProblem or DiffusionCacheException or KeyNotFoundException or InvalidOperationException)
-        {
-            return new ParityResult(id, double.PositiveInfinity, false, e.Message);
-        }
+        });
     }
 
     private static void RunProfile(GoldenFolder folder, JsonElement @case, SafetensorsFile file, CaseCheck check, HashSet<string> covered)
@@ -243,5 +228,4 @@ public sealed class BlockCacheParity : CaseParitySuite
         covered.Add(name);
     }
 
-    private sealed class CaseProblem(string message) : Exception(message);
 }

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using DiffusionCache.Formats.Safetensors;
+using TorchSharp;
 
 namespace DiffusionCache.Parity;
 
@@ -22,6 +24,39 @@ public abstract class CaseParitySuite : IParitySuite
         if (folder.Kind != Kind)
             throw new DiffusionCacheException($"{folder.Path}: golden folder of kind '{folder.Kind}', expected '{Kind}'");
     }
+
+    /// <summary>
+    /// The frame of a case checked against stored tensors: one dispose scope, the case's tolerance, its tensor file.
+    /// After <paramref name="run"/> every stored tensor that is not an input must have been compared (listed in
+    /// the covered set), so an expected output we forgot to check fails the case. A structural problem (missing
+    /// field or tensor, refused config) becomes a failed result with the reason as its detail.
+    /// </summary>
+    protected static ParityResult RunTensorCase(GoldenFolder folder, JsonElement @case, Func<string, bool> isInput,
+        Action<SafetensorsFile, CaseCheck, HashSet<string>> run)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        string id = CaseId(@case);
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            var check = new CaseCheck(id, Tolerance.FromCase(@case));
+            using var file = folder.OpenTensors(@case);
+            var covered = new HashSet<string>(StringComparer.Ordinal);
+            run(file, check, covered);
+            var unchecked_ = file.Entries.Select(e => e.Name).Where(n => !isInput(n) && !covered.Contains(n)).ToList();
+            if (unchecked_.Count > 0)
+                throw new CaseProblem($"expected tensors not checked: {string.Join(", ", unchecked_.Take(5))}" +
+                    (unchecked_.Count > 5 ? $" (+{unchecked_.Count - 5} more)" : ""));
+            return check.Result();
+        }
+        catch (Exception e) when (e is CaseProblem or DiffusionCacheException or KeyNotFoundException or InvalidOperationException)
+        {
+            return new ParityResult(id, double.PositiveInfinity, false, e.Message);
+        }
+    }
+
+    /// <summary>A case that does not match its specification (a missing field, an unknown type).</summary>
+    protected sealed class CaseProblem(string message) : Exception(message);
 
     public static string CaseId(JsonElement @case) => GoldenFolder.CaseId(@case);
 

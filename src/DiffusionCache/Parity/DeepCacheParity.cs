@@ -30,16 +30,9 @@ public sealed class DeepCacheParity : CaseParitySuite
     public override string Kind => "deepcache";
 
     /// <summary>Runs one case; a structural problem or an unexpected refusal is a failed result with the reason.</summary>
-    public override ParityResult RunCase(GoldenFolder folder, JsonElement @case)
-    {
-        ArgumentNullException.ThrowIfNull(folder);
-        string id = @case.TryGetProperty("id", out var idElement) ? idElement.GetString() ?? "(no id)" : "(no id)";
-        try
+    public override ParityResult RunCase(GoldenFolder folder, JsonElement @case) =>
+        RunTensorCase(folder, @case, name => name is "x_T" or "cond" or "uncond", (file, check, covered) =>
         {
-            using var scope = torch.NewDisposeScope();
-            var check = new CaseCheck(id, Tolerance.FromCase(@case));
-            using var file = folder.OpenTensors(@case);
-            var covered = new HashSet<string>(StringComparer.Ordinal);
             switch (CaseType(@case))
             {
                 case StepsCase: RunSteps(@case, file, check, covered); break;
@@ -47,17 +40,7 @@ public sealed class DeepCacheParity : CaseParitySuite
                 case NonUniformSamplingCase: RunSampling(folder, @case, file, check, covered, uniform: false); break;
                 default: throw new CaseProblem($"unknown case type '{CaseType(@case)}'");
             }
-            var unchecked_ = file.Entries.Select(e => e.Name).Where(n => n is not ("x_T" or "cond" or "uncond") && !covered.Contains(n)).ToList();
-            if (unchecked_.Count > 0)
-                throw new CaseProblem($"expected tensors not checked: {string.Join(", ", unchecked_.Take(5))}" +
-                    (unchecked_.Count > 5 ? $" (+{unchecked_.Count - 5} more)" : ""));
-            return check.Result();
-        }
-        catch (Exception e) when (e is CaseProblem or DiffusionCacheException or KeyNotFoundException or InvalidOperationException)
-        {
-            return new ParityResult(id, double.PositiveInfinity, false, e.Message);
-        }
-    }
+        });
 
     /// <summary>
     /// The manifest's <c>branch_semantics</c>, one result per branch id (<c>branch_semantics.k</c>): the plan of
@@ -310,5 +293,4 @@ public sealed class DeepCacheParity : CaseParitySuite
         covered.Add(name);
     }
 
-    private sealed class CaseProblem(string message) : Exception(message);
 }

@@ -24,34 +24,17 @@ public sealed class SchedulerParity : CaseParitySuite
     /// <summary>Runs one case. A structural problem (missing field, unexpected tensor, refused config) is a failed
     /// result with the reason as its detail. A <c>cfg-sampling</c> case without a U-Net loader is an error, not a
     /// result.</summary>
-    public override ParityResult RunCase(GoldenFolder folder, JsonElement @case)
-    {
-        string id = CaseId(@case);
-        string type = CaseType(@case);
-        try
+    public override ParityResult RunCase(GoldenFolder folder, JsonElement @case) =>
+        RunTensorCase(folder, @case, IsInput, (file, check, covered) =>
         {
-            using var scope = torch.NewDisposeScope();
-            var check = new CaseCheck(id, Tolerance.FromCase(@case));
-            using var file = folder.OpenTensors(@case);
-            var covered = new HashSet<string>();
-            switch (type)
+            switch (CaseType(@case))
             {
                 case TimestepsCase: RunTimesteps(@case, file, check, covered); break;
                 case TrajectoryCase: RunTrajectory(@case, file, check, covered); break;
                 case CfgSamplingCase: RunCfg(folder, @case, file, check, covered); break;
-                default: throw new CaseProblem($"unknown case type '{type}'");
+                default: throw new CaseProblem($"unknown case type '{CaseType(@case)}'");
             }
-            var unchecked_ = file.Entries.Select(e => e.Name).Where(n => !IsInput(n) && !covered.Contains(n)).ToList();
-            if (unchecked_.Count > 0)
-                throw new CaseProblem($"expected tensors not checked: {string.Join(", ", unchecked_.Take(5))}" +
-                    (unchecked_.Count > 5 ? $" (+{unchecked_.Count - 5} more)" : ""));
-            return check.Result();
-        }
-        catch (Exception e) when (e is CaseProblem or DiffusionCacheException or KeyNotFoundException or InvalidOperationException)
-        {
-            return new ParityResult(id, double.PositiveInfinity, false, e.Message);
-        }
-    }
+        });
 
     /// <summary>fake-v1's coefficient: <c>(float)(0.5 * cos(pi / 2 * t / T))</c>, computed in double.</summary>
     public static float FakeV1Coefficient(double t, int numTrainTimesteps) =>
@@ -211,5 +194,4 @@ public sealed class SchedulerParity : CaseParitySuite
         covered.Add(name);
     }
 
-    private sealed class CaseProblem(string message) : Exception(message);
 }
