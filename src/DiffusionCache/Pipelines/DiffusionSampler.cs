@@ -31,10 +31,7 @@ public static class DiffusionSampler
             throw new DiffusionCacheException($"initial noise is [{string.Join(",", noise.shape)}], expected [{string.Join(",", shape)}]");
         var x = (noise * scheduler.InitNoiseSigma).DetachFromDisposeScope();
 
-        // Conditioning that is the same for every step, prepared once (uncond first, as diffusers does).
-        var context = request.UsesGuidance ? cat([request.UnconditionalContext!, request.Context!]).to(dtype, device) : request.Context?.to(dtype, device);
-        var labels = request.ClassLabels is null ? null
-            : (request.UsesGuidance ? cat([request.ClassLabels, request.ClassLabels]) : request.ClassLabels).to(ScalarType.Int64, device);
+        var (context, labels) = Conditioning(request, dtype, device);
         var stepNoise = StepNoise.FromGenerator(generator);
 
         try
@@ -71,6 +68,18 @@ public static class DiffusionSampler
             scheduler.Reset();
         }
         return x;
+    }
+
+    /// <summary>The U-Net's conditioning for every step of <paramref name="request"/>, prepared once: with guidance
+    /// the [uncond; cond] context batch (uncond first, as diffusers does) and the labels twice; in the caller's
+    /// dispose scope.</summary>
+    public static (Tensor? Context, Tensor? Labels) Conditioning(SamplingRequest request, ScalarType dtype, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var context = request.UsesGuidance ? cat([request.UnconditionalContext!, request.Context!]).to(dtype, device) : request.Context?.to(dtype, device);
+        var labels = request.ClassLabels is null ? null
+            : (request.UsesGuidance ? cat([request.ClassLabels, request.ClassLabels]) : request.ClassLabels).to(ScalarType.Int64, device);
+        return (context, labels);
     }
 
     /// <summary>Classifier-free guidance: u + g (c - u) on the [uncond; cond] batch.</summary>

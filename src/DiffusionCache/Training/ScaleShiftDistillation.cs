@@ -76,9 +76,7 @@ public static class ScaleShiftDistillation
         var p = unet.parameters().First();
         var x = (randn([request.Batch, unet.InChannels, request.Height, request.Width], ScalarType.Float32, p.device, generator: generator)
             * scheduler.InitNoiseSigma).DetachFromDisposeScope();
-        var context = request.UsesGuidance ? cat([request.UnconditionalContext!, request.Context!]).to(p.dtype) : request.Context?.to(p.dtype);
-        var labels = request.ClassLabels is null ? null
-            : (request.UsesGuidance ? cat([request.ClassLabels, request.ClassLabels]) : request.ClassLabels).to(ScalarType.Int64);
+        var (context, labels) = DiffusionSampler.Conditioning(request, p.dtype, p.device);
         var noise = StepNoise.FromGenerator(generator);
         double total = 0;
         policy.BeginGeneration(request, timesteps);
