@@ -9,8 +9,4 @@ public interface IParitySuite
 {
     string Kind { get; }
     IEnumerable<ParityResult> Run(GoldenFolder folder);
-
-    /// <summary>Ids of cases the last run left out because their kind is not implemented yet (never counted as
-    /// passed or failed; callers print how many).</summary>
-    IReadOnlyList<string> NotRun => [];
 }

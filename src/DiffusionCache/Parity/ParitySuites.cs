@@ -7,7 +7,7 @@ public static class ParitySuites
     {
         ["unet"] = () => new UNetParity(),
         ["schedulers"] = () => new SchedulerParity(),
-        ["textvae"] = () => new VaeParity(),
+        ["textvae"] = () => new TextVaeParity(),
         ["blockcache"] = () => new BlockCacheParity(),
         ["deepcache"] = () => new DeepCacheParity(),
     };

@@ -1,3 +1,4 @@
+using DiffusionCache.Formats;
 using DiffusionCache.Formats.Diffusers;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -9,7 +10,7 @@ namespace DiffusionCache.Models.Loading;
 public static class ComponentLoader
 {
     public static T LoadWeights<T>(T model, string modelDir, string? variant, ScalarType dtype, Device? device,
-        string stem = DiffusersWeights.DefaultStem) where T : nn.Module
+        string stem = DiffusersWeights.DefaultStem, Func<string, bool>? isWeight = null) where T : nn.Module
     {
         try
         {
@@ -18,7 +19,7 @@ public static class ComponentLoader
             // A folder that ships only the fp16 variant (as our embedded model does) loads it, upcast to the model's type.
             variant ??= VariantConverter.Available(modelDir, stem);
             using var weights = DiffusersWeights.Open(modelDir, variant, stem);
-            StateDictLoader.Load(model, weights);
+            StateDictLoader.Load(model, isWeight is null ? weights : new FilteredTensorSource(weights, isWeight));
             return model;
         }
         catch

@@ -1,0 +1,47 @@
+using System.Text.Json;
+using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Models.Loading;
+
+/// <summary>Builds a CLIP text encoder from a transformers model folder (<c>config.json</c> +
+/// <c>model.safetensors</c>, or its fp16 variant or shards), choosing the class from <c>architectures</c>.</summary>
+public static class TextEncoderLoader
+{
+    public const string WeightsStem = "model";
+    public const string TextModel = "CLIPTextModel";
+    public const string TextModelWithProjection = "CLIPTextModelWithProjection";
+
+    /// <summary>Buffers that transformers recomputes and older versions saved; never weights.</summary>
+    public static bool IsWeight(string name) => !name.EndsWith("embeddings.position_ids", StringComparison.Ordinal);
+
+    public static ClipTextModel Load(string modelDir, ScalarType dtype = ScalarType.Float32, Device? device = null,
+        string? variant = null)
+    {
+        return ComponentLoader.LoadWeights(Create(modelDir), modelDir, variant, dtype, device, WeightsStem, IsWeight);
+    }
+
+    /// <summary>Reads <c>config.json</c> and builds the model with freshly initialised weights.</summary>
+    public static ClipTextModel Create(string modelDir)
+    {
+        if (!Directory.Exists(modelDir)) throw new DiffusionCacheException($"{modelDir}: model folder not found");
+        string path = Path.Combine(modelDir, "config.json");
+        var reader = ConfigReader.FromFile(path, out var doc);
+        using (doc)
+        {
+            var architectures = doc.RootElement.TryGetProperty("architectures", out var a) && a.ValueKind == JsonValueKind.Array
+                ? a.EnumerateArray().Select(e => e.GetString()).ToArray() : [TextModel];
+            string? cls = architectures.Length == 1 ? architectures[0] : null;
+            bool projection = cls switch
+            {
+                TextModel => false,
+                TextModelWithProjection => true,
+                _ => throw new DiffusionCacheException(
+                    $"{path}: architectures [{string.Join(", ", architectures)}] is not a supported text encoder ({TextModel}, {TextModelWithProjection})"),
+            };
+            return new ClipTextModel(ClipTextConfig.Read(reader), projection);
+        }
+    }
+}
