@@ -18,6 +18,7 @@ internal static class CliApp
         root.Subcommands.Add(ProfileCommand.Create());
         root.Subcommands.Add(ScheduleCommand.Create());
         root.Subcommands.Add(BenchCacheCommand.Create());
+        root.Subcommands.Add(BenchPipelineCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         return root;
     }

@@ -20,9 +20,11 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
 
     public void Dispose() => Owned?.Dispose();
 
-    public static CacheChoice Resolve(string choice, ClassConditionalPipeline pipeline, string solver, int steps)
+    /// <param name="solver">a solver name, or null for the pipeline folder's own scheduler.</param>
+    public static CacheChoice Resolve(string choice, LatentDiffusionPipeline pipeline, string? solver, int steps)
     {
-        string solverClass = Schedulers.Solvers.For(solver, pipeline.SchedulerConfig).ClassName;
+        string solverClass = pipeline.SolverClass(solver);
+        solver ??= Schedulers.Solvers.NameOf(solverClass);
         switch (choice)
         {
             case "none":
@@ -54,7 +56,7 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
         }
     }
 
-    private static CacheChoice DeepCache(string choice, ClassConditionalPipeline pipeline, int steps)
+    private static CacheChoice DeepCache(string choice, LatentDiffusionPipeline pipeline, int steps)
     {
         var parts = choice.Split(':')[1..];
         string usage = $"--cache '{choice}': expected deepcache, deepcache:N, deepcache:N:branch or deepcache:N:branch:center:pow";
@@ -70,13 +72,13 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
         return new($"DeepCache {schedule} branch {branch}", () => new DeepCachePolicy(pipeline.UNet, schedule, branch));
     }
 
-    public static string ShippedSchedule(ClassConditionalPipeline pipeline, string solver, int steps) =>
+    public static string ShippedSchedule(LatentDiffusionPipeline pipeline, string solver, int steps) =>
         Path.Combine(pipeline.Folder, "cache", $"schedule-{solver}-{steps}.json");
 
-    public static string ShippedAdjustment(ClassConditionalPipeline pipeline, string solver, int steps) =>
+    public static string ShippedAdjustment(LatentDiffusionPipeline pipeline, string solver, int steps) =>
         Path.Combine(pipeline.Folder, "cache", $"scaleshift-{solver}-{steps}.safetensors");
 
-    private static CacheChoice FromSchedule(string path, ClassConditionalPipeline pipeline, string solverClass, int steps,
+    private static CacheChoice FromSchedule(string path, LatentDiffusionPipeline pipeline, string solverClass, int steps,
         string? adjustmentPath = null)
     {
         var schedule = CacheSchedule.Load(path);

@@ -13,18 +13,42 @@ internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "class-conditional pipeline folder", DefaultValueFactory = _ => TrainCommand.DefaultModel };
-        var output = new Option<string>("--out") { Description = "PNG to write", DefaultValueFactory = _ => "out/samples.png" };
-        var seeds = new Option<int>("--seeds") { Description = "images per class (one column per seed)", DefaultValueFactory = _ => 4 };
+        var model = new Option<string>("--model") { Description = "a Stable Diffusion 1.x/2.x diffusers folder (with --prompt), or a class-conditional pipeline folder (default: the embedded model)", DefaultValueFactory = _ => TrainCommand.DefaultModel };
+        var output = new Option<string?>("--out") { Description = "the grid PNG to write (embedded model; default out/samples.png), or the folder for one PNG per image (text-to-image; default out)" };
+        var seeds = new Option<int>("--seeds") { Description = "seeds to sample (consecutive from --seed): grid columns, or one image each per prompt", DefaultValueFactory = _ => 4 };
         var steps = new Option<int>("--steps") { Description = "denoising steps", DefaultValueFactory = _ => 50 };
-        var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale (1 = off)", DefaultValueFactory = _ => 4.0 };
-        var solver = new Option<string>("--solver") { Description = "ddim, ddpm, plms, dpm++ or euler", DefaultValueFactory = _ => "ddim" };
-        var firstSeed = new Option<long>("--seed") { Description = "seed of the first column", DefaultValueFactory = _ => 0 };
-        var cache = new Option<string>("--cache") { Description = "blockcache (the model's shipped schedule for this solver and step count), blockcache:ss (with its shipped scale-shift adjustment), a schedule JSON file, deepcache[:N[:branch[:center:pow]]] (default 3, 0: uniform; with center and pow: non-uniform), or none", DefaultValueFactory = _ => "blockcache" };
-        var command = new Command("generate", "sample every class of the embedded model and write a labelled grid") { model, output, seeds, steps, guidance, solver, firstSeed, cache };
-        command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(parse.GetValue(model)!, parse.GetValue(output)!,
-            parse.GetValue(seeds), parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(solver)!, parse.GetValue(firstSeed),
-            parse.GetValue(cache)!, cancel))));
+        var guidance = new Option<double?>("--guidance") { Description = "classifier-free guidance scale (default 4 for the embedded model, 7.5 for text-to-image; 1 = off)" };
+        var solver = new Option<string?>("--solver") { Description = "ddim, ddpm, plms, dpm++ or euler (default: ddim for the embedded model, the folder's own scheduler for text-to-image)" };
+        var firstSeed = new Option<long>("--seed") { Description = "the first seed", DefaultValueFactory = _ => 0 };
+        var cache = new Option<string>("--cache") { Description = "blockcache (the model's shipped schedule for this solver and step count, in MODEL/cache/), blockcache:ss (with its shipped scale-shift adjustment), a schedule JSON file, deepcache[:N[:branch[:center:pow]]] (default 3, 0: uniform; with center and pow: non-uniform), or none", DefaultValueFactory = _ => "blockcache" };
+        var prompt = new Option<string?>("--prompt") { Description = "text-to-image: the prompt (needs a Stable Diffusion --model)" };
+        var negative = new Option<string?>("--negative-prompt") { Description = "text-to-image: what the image should not show (default: the empty prompt)" };
+        var size = new Option<int?>("--size") { Description = "text-to-image: height and width in pixels (default: the U-Net's sample size times the VAE's factor)" };
+        var height = new Option<int?>("--height") { Description = "text-to-image: height in pixels (overrides --size)" };
+        var width = new Option<int?>("--width") { Description = "text-to-image: width in pixels (overrides --size)" };
+        var perPrompt = new Option<int>("--images-per-prompt") { Description = "text-to-image: images per seed (one batch)", DefaultValueFactory = _ => 1 };
+        var clipSkip = new Option<int>("--clip-skip") { Description = "text-to-image: condition on layer L-k of the text encoder (0 = last layer)", DefaultValueFactory = _ => 0 };
+        var command = new Command("generate", "the main job: sample every class of the embedded model as a labelled grid, or text-to-image with a Stable Diffusion folder")
+        {
+            model, output, seeds, steps, guidance, solver, firstSeed, cache, prompt, negative, size, height, width, perPrompt, clipSkip,
+        };
+        command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
+        {
+            string modelDir = DefaultPaths.Resolve(parse.GetValue(model)!);
+            string? text = parse.GetValue(prompt);
+            if (StableDiffusionPipeline.IsFolder(modelDir))
+            {
+                if (text is null) throw new DiffusionCacheException($"{modelDir} is a text-to-image model: give --prompt");
+                return TextToImageJob.Run(new TextToImageArgs(modelDir, text, parse.GetValue(negative), parse.GetValue(output) ?? "out",
+                    parse.GetValue(seeds), parse.GetValue(firstSeed), parse.GetValue(steps), parse.GetValue(guidance) ?? 7.5, parse.GetValue(solver),
+                    parse.GetValue(height) ?? parse.GetValue(size), parse.GetValue(width) ?? parse.GetValue(size), parse.GetValue(perPrompt),
+                    parse.GetValue(clipSkip), parse.GetValue(cache)!), cancel);
+            }
+            if (text is not null || parse.GetValue(negative) is not null)
+                throw new DiffusionCacheException($"--prompt needs a Stable Diffusion folder; {modelDir} is not one (no model_index.json naming a StableDiffusionPipeline)");
+            return Execute(modelDir, parse.GetValue(output) ?? "out/samples.png", parse.GetValue(seeds), parse.GetValue(steps),
+                parse.GetValue(guidance) ?? 4.0, parse.GetValue(solver) ?? "ddim", parse.GetValue(firstSeed), parse.GetValue(cache)!, cancel);
+        })));
         return command;
     }
 
@@ -33,7 +57,7 @@ internal static class GenerateCommand
     {
         if (seeds < 1) throw new DiffusionCacheException("--seeds must be at least 1");
         var clock = Stopwatch.StartNew();
-        using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
+        using var pipeline = ClassConditionalPipeline.Load(modelDir);
         using var scheduler = pipeline.CreateScheduler(solver);
         var labels = Enumerable.Range(0, pipeline.NumLabels).Select(l => (long)l).ToArray();
         double loadSeconds = clock.Elapsed.TotalSeconds;

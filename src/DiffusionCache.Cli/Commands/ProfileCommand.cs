@@ -17,7 +17,8 @@ namespace DiffusionCache.Cli.Commands;
 /// conditions x S seeds of uncached sampling; writes <c>profile.json</c>, <c>profile.csv</c> and <c>profile.png</c>.
 /// Conditions: the tensors of <c>--inputs</c> (x_T.{s}, cond.{p}, uncond) when given; otherwise labels 0..P-1 for a
 /// class-conditional pipeline folder (its label encoder; the null label is unconditional), or random N(0,1)
-/// contexts (condition p from seed p+1, unconditional from seed 0) for a bare U-Net folder.
+/// contexts (condition p from seed p+1, unconditional from seed 0) for a bare U-Net folder, or the first P prompts of
+/// <c>--prompts</c> through the text encoder (the empty prompt unconditional) for a Stable Diffusion folder.
 /// </summary>
 internal static class ProfileCommand
 {
@@ -34,20 +35,21 @@ internal static class ProfileCommand
         var inputs = new Option<string?>("--inputs") { Description = "safetensors with x_T.{s}, cond.{p} and uncond (e.g. a golden profile case) instead of generated conditions" };
         var resolution = new Option<int?>("--resolution") { Description = "latent side for generated conditions (default: the model's sample_size)" };
         var contextLength = new Option<int>("--context-length") { Description = "tokens of the random contexts of a bare U-Net", DefaultValueFactory = _ => 77 };
+        var prompts = new Option<string?>("--prompts") { Description = "text-to-image folders: a prompt file (one per line); the first P prompts are the conditions" };
         var output = new Option<string>("--out") { Description = "output folder", Required = true };
         var command = new Command("profile", "measure how much each block's change moves between steps (Block Caching eq. 6)")
         {
-            model, schedulerConfig, steps, conditions, seeds, guidance, targets, inputs, resolution, contextLength, output,
+            model, schedulerConfig, steps, conditions, seeds, guidance, targets, inputs, resolution, contextLength, prompts, output,
         };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(new Args(
             parse.GetValue(model)!, parse.GetValue(schedulerConfig), parse.GetValue(steps), parse.GetValue(conditions),
             parse.GetValue(seeds), parse.GetValue(guidance), parse.GetValue(targets)!, parse.GetValue(inputs),
-            parse.GetValue(resolution), parse.GetValue(contextLength), parse.GetValue(output)!), cancel))));
+            parse.GetValue(resolution), parse.GetValue(contextLength), parse.GetValue(prompts), parse.GetValue(output)!), cancel))));
         return command;
     }
 
     private sealed record Args(string Model, string? SchedulerConfig, int Steps, int Conditions, int Seeds, double Guidance,
-        string Targets, string? Inputs, int? Resolution, int ContextLength, string Out);
+        string Targets, string? Inputs, int? Resolution, int ContextLength, string? Prompts, string Out);
 
     private static int Execute(Args a, CancellationToken cancel)
     {
@@ -66,9 +68,13 @@ internal static class ProfileCommand
         var scheduler = SchedulerConfig.FromFile(schedulerPath);
         using var schedulerJson = PythonJson.Parse(File.ReadAllBytes(schedulerPath));
 
-        using var unet = UNetLoader.Load(unetDir);
+        // A text-to-image folder profiles over prompts, so it needs its text encoder: the whole pipeline loads.
+        using var textToImage = StableDiffusionPipeline.IsFolder(modelDir) ? StableDiffusionPipeline.Load(modelDir) : null;
+        if (textToImage is null && a.Prompts is not null) throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder; {modelDir} is not one");
+        using var ownUNet = textToImage is null ? UNetLoader.Load(unetDir) : null;
+        var unet = textToImage?.UNet ?? ownUNet!;
         targets.Sites(unet);   // a model without such blocks is refused before any work
-        using var profileInputs = Inputs(a, unet, modelDir, pipeline);
+        using var profileInputs = textToImage is null ? Inputs(a, unet, modelDir, pipeline) : PromptInputs(a, textToImage);
         var settings = new ProfileSettings
         {
             ModelId = Path.GetFileName(modelDir.TrimEnd(Path.DirectorySeparatorChar)),
@@ -121,6 +127,16 @@ internal static class ProfileCommand
             return new ClassLabelProfileInputs(encoder, unet, a.Conditions, a.Seeds, a.Guidance, a.Resolution);
         }
         return new RandomContextProfileInputs(unet, a.Conditions, a.Seeds, a.Guidance, a.ContextLength, a.Resolution);
+    }
+
+    private static PromptProfileInputs PromptInputs(Args a, StableDiffusionPipeline pipeline)
+    {
+        if (a.Inputs is not null) throw new DiffusionCacheException("--inputs does not apply to a Stable Diffusion folder: give --prompts");
+        var texts = PromptFile.Read(a.Prompts ?? throw new DiffusionCacheException($"{a.Model} is a text-to-image model: give --prompts FILE (one prompt per line)"));
+        if (texts.Count < a.Conditions) throw new DiffusionCacheException($"{a.Prompts}: {texts.Count} prompts, fewer than --conditions {a.Conditions}");
+        int side = a.Resolution ?? pipeline.UNet.SampleSize;
+        pipeline.Warning += message => Console.Error.WriteLine($"warning: {message}");
+        return new PromptProfileInputs(pipeline.Prompts, texts.Take(a.Conditions).ToArray(), a.Seeds, a.Guidance, side, side);
     }
 
     private static bool HasLabelEncoder(string pipelineDir)

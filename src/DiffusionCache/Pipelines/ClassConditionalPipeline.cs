@@ -14,21 +14,14 @@ namespace DiffusionCache.Pipelines;
 /// labels become the U-Net's cross-attention context through the label encoder, exactly where a Stable Diffusion
 /// pipeline would put text embeddings, and sampling goes through the one loop (<see cref="DiffusionSampler"/>).
 /// </summary>
-public sealed class ClassConditionalPipeline : IDisposable
+public sealed class ClassConditionalPipeline : LatentDiffusionPipeline
 {
-    public string Folder { get; }
-    public UNet2DConditionModel UNet { get; }
-    public AutoencoderKL Vae { get; }
     public LabelEncoder LabelEncoder { get; }
-    public SchedulerConfig SchedulerConfig { get; }
 
     private ClassConditionalPipeline(string folder, UNet2DConditionModel unet, AutoencoderKL vae, LabelEncoder labels, SchedulerConfig scheduler)
+        : base(folder, unet, vae, scheduler)
     {
-        Folder = folder;
-        UNet = unet;
-        Vae = vae;
         LabelEncoder = labels;
-        SchedulerConfig = scheduler;
     }
 
     public int NumLabels => LabelEncoder.Config.NumLabels;
@@ -58,9 +51,6 @@ public sealed class ClassConditionalPipeline : IDisposable
         }
     }
 
-    /// <summary>A solver (<see cref="Solvers"/>: ddim, ddpm, plms, dpm++, euler) with this model's noise schedule.</summary>
-    public IScheduler CreateScheduler(string solver = "ddim") => SchedulerFactory.Create(Solvers.For(solver, SchedulerConfig));
-
     /// <summary>The sampling request for <paramref name="labels"/> (one image per label, seeded noise).</summary>
     public SamplingRequest Request(IReadOnlyList<long> labels, long seed, int steps, double guidance)
     {
@@ -82,14 +72,6 @@ public sealed class ClassConditionalPipeline : IDisposable
         };
     }
 
-    /// <summary>Samples latents and decodes them: images in [-1, 1], [B, C, H, W].</summary>
-    public Tensor Generate(IScheduler scheduler, SamplingRequest request, ICachePolicy? policy = null,
-        IReadOnlyList<IStepObserver>? observers = null, CancellationToken cancel = default)
-    {
-        using var latents = CachedSampling.Sample(UNet, scheduler, request, policy, observers, cancel);
-        return Decode(latents);
-    }
-
     /// <summary>Samples and decodes one image per label; the label contexts live only for this call.</summary>
     public Tensor Generate(IScheduler scheduler, IReadOnlyList<long> labels, long seed, int steps, double guidance,
         ICachePolicy? policy = null, IReadOnlyList<IStepObserver>? observers = null, CancellationToken cancel = default)
@@ -106,17 +88,9 @@ public sealed class ClassConditionalPipeline : IDisposable
         }
     }
 
-    public Tensor Decode(Tensor latents)
+    public override void Dispose()
     {
-        using var noGrad = no_grad();
-        using var scope = NewDisposeScope();
-        return Vae.Decode(latents / Vae.ScalingFactor).clamp(-1, 1).MoveToOuterDisposeScope();
-    }
-
-    public void Dispose()
-    {
-        UNet.Dispose();
-        Vae.Dispose();
+        base.Dispose();
         LabelEncoder.Dispose();
     }
 }

@@ -14,6 +14,10 @@ public static class Solvers
         ["euler"] = SchedulerConfig.EulerDiscrete,
     };
 
+    /// <summary>The solver name of a diffusers scheduler class (PNDMScheduler → plms).</summary>
+    public static string NameOf(string className) =>
+        Classes.FirstOrDefault(c => c.Value == className).Key ?? throw new DiffusionCacheException($"no solver name for scheduler class '{className}'");
+
     public static SchedulerConfig For(string solver, SchedulerConfig training)
     {
         if (!Classes.TryGetValue(solver, out var cls))
