@@ -40,18 +40,19 @@ internal static class BenchCacheCommand
         var profile = new Option<string?>("--profile") { Description = "Block Caching profile (default: the model's shipped profile when it matches, else one is measured)" };
         var output = new Option<string>("--out") { Description = "folder for bench-cache.md/.json and the speed-vs-delta plot", DefaultValueFactory = _ => "out/bench-cache" };
         var json = new Option<string?>("--json") { Description = "also write the rows as JSON to this file" };
+        var prompts = new Option<string?>("--prompts") { Description = "Stable Diffusion folders: a prompt file (one per line) for the batch rows and the profile's conditions" };
         var command = new Command("bench-cache", "compare caching configurations side by side: speed, MACs, memory, fidelity")
-            { model, solver, steps, guidance, batch, latent, repeats, intervals, branch, deltas, profile, output, json };
+            { model, solver, steps, guidance, batch, latent, repeats, intervals, branch, deltas, profile, output, json, prompts };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(new Settings(
             parse.GetValue(model)!, parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch),
             parse.GetValue(latent), parse.GetValue(repeats), Numbers(parse.GetValue(intervals)!, "--deepcache").Select(x => (int)x).ToArray(),
             parse.GetValue(branch), parse.GetValue(deltas) is string d ? Numbers(d, "--deltas") : null, parse.GetValue(profile),
-            parse.GetValue(output)!, parse.GetValue(json)), cancel))));
+            parse.GetValue(output)!, parse.GetValue(json), parse.GetValue(prompts)), cancel))));
         return command;
     }
 
     private sealed record Settings(string Model, string Solver, int Steps, double Guidance, int Batch, int? Latent, int Repeats,
-        int[] Intervals, int Branch, double[]? Deltas, string? Profile, string Out, string? Json);
+        int[] Intervals, int Branch, double[]? Deltas, string? Profile, string Out, string? Json, string? Prompts);
 
     private static double[] Numbers(string list, string option)
     {
@@ -71,7 +72,8 @@ internal static class BenchCacheCommand
         if (s.Steps < 1 || s.Batch < 1 || s.Repeats < 1) throw new DiffusionCacheException("--steps, --batch and --repeats must be positive");
         if (s.Intervals.Any(n => n < 1)) throw new DiffusionCacheException("DeepCache intervals must be at least 1");
         if (s.Deltas?.Any(d => !(d > 0)) == true) throw new DiffusionCacheException("Block Caching thresholds must be positive");
-        using var target = BenchTargets.Open(DefaultPaths.Resolve(s.Model), s.Solver, s.Guidance, s.Batch, s.Latent);
+        using var target = BenchTargets.Open(DefaultPaths.Resolve(s.Model), s.Solver, s.Guidance, s.Batch, s.Latent,
+            s.Prompts is null ? null : PromptFile.Read(s.Prompts));
         var unet = target.UNet;
         _ = DeepCachePlan.For(unet, s.Branch);   // a branch the model lacks fails here, before any work
         using (var check = target.CreateScheduler()) check.SetTimesteps(s.Steps);
@@ -141,10 +143,11 @@ internal static class BenchCacheCommand
             Console.WriteLine($"Block Caching profile: {path}");
             return shipped;
         }
-        Console.WriteLine("Block Caching profile: measuring one (4 conditions x 1 seed)");
-        var inputs = target.ProfileInputs(4, 1);
+        int conditions = Math.Min(4, target.MaxProfileConditions);
+        Console.WriteLine($"Block Caching profile: measuring one ({conditions} conditions x 1 seed)");
+        var inputs = target.ProfileInputs(conditions, 1);
         using var disposeInputs = inputs as IDisposable;
-        return ProgressView.Run("profile", 4L * s.Steps, p => ProfileRunner.Run(target.UNet, new ProfileSettings
+        return ProgressView.Run("profile", (long)conditions * s.Steps, p => ProfileRunner.Run(target.UNet, new ProfileSettings
         {
             ModelId = target.Description, Scheduler = target.SchedulerConfig, Steps = s.Steps,
         }, inputs, new Reporter<ProfileProgress>(x => p.Report((x.Done, $"generation {x.Generation + 1}"))), cancel));

@@ -11,8 +11,8 @@ using static TorchSharp.torch;
 
 namespace DiffusionCache.Cli.Commands;
 
-/// <summary>What <c>bench-cache</c> can measure: a class-conditional pipeline folder (decoded images are compared),
-/// or a bare U-Net (a folder, or SD-1.5/2.1 with random weights; latents are compared) with seeded random
+/// <summary>What <c>bench-cache</c> can measure: a class-conditional pipeline folder or a Stable Diffusion folder with
+/// a prompt file (decoded images are compared), or a bare U-Net (a folder, or SD-1.5/2.1 with random weights; latents are compared) with seeded random
 /// contexts.</summary>
 internal static class BenchTargets
 {
@@ -28,14 +28,19 @@ internal static class BenchTargets
         public abstract double Range(Tensor reference);
         public abstract Tensor Run(int steps, ICachePolicy? policy);
         public abstract IProfileInputs ProfileInputs(int conditions, int seeds);
+        /// <summary>How many distinct conditions the target can profile over.</summary>
+        public virtual int MaxProfileConditions => int.MaxValue;
         public virtual string? ShippedProfile(string solver, int steps) => null;
         /// <summary>The model's own schedule and scale-shift adjustment for the solver and step count, when it ships both.</summary>
         public virtual (string Schedule, string Adjustment)? ShippedScaleShift(string solver, int steps) => null;
         public abstract void Dispose();
     }
 
-    public static Target Open(string model, string solver, double guidance, int batch, int? latent) => model switch
+    public static Target Open(string model, string solver, double guidance, int batch, int? latent, IReadOnlyList<string>? prompts = null) => model switch
     {
+        _ when StableDiffusionPipeline.IsFolder(model) => new TextToImageTarget(StableDiffusionPipeline.Load(model), solver, guidance, batch, latent,
+            prompts ?? throw new DiffusionCacheException($"{model} is a text-to-image model: give --prompts FILE (one prompt per line)")),
+        _ when prompts is not null => throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder; {model} is not one"),
         "sd15" => new UNetTarget(new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion15), "SD-1.5 U-Net (random weights)", solver, guidance, batch, latent ?? 32),
         "sd21" => new UNetTarget(new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion21), "SD-2.1 U-Net (random weights)", solver, guidance, batch, latent ?? 32),
         _ when File.Exists(Path.Combine(model, "model_index.json")) => new PipelineTarget(ClassConditionalPipeline.Load(model), solver, guidance, batch),
@@ -84,6 +89,43 @@ internal static class BenchTargets
             string adjustment = CacheChoice.ShippedAdjustment(pipeline, solverName, steps);
             return File.Exists(schedule) && File.Exists(adjustment) && solverName == _solver ? (schedule, adjustment) : null;
         }
+
+        public override void Dispose() => pipeline.Dispose();
+    }
+
+    /// <summary>A Stable Diffusion folder: batch row i is prompt i (cycling through the file) with the empty negative
+    /// prompt; decoded images are compared.</summary>
+    private sealed class TextToImageTarget(StableDiffusionPipeline pipeline, string solver, double guidance, int batch, int? latent,
+        IReadOnlyList<string> prompts) : Target
+    {
+        private readonly SchedulerConfig _scheduler = Solvers.For(solver, pipeline.SchedulerConfig);
+        private readonly int _side = latent ?? pipeline.UNet.SampleSize;
+
+        public override DiffusionUNet UNet => pipeline.UNet;
+        public override string Description => $"{Path.GetFileName(Path.GetFullPath(pipeline.Folder))} ({prompts.Count} prompts)";
+        public override int LatentSide => _side;
+        public override int ContextLength => pipeline.Tokenizer.ModelMaxLength;
+        public override SchedulerConfig SchedulerConfig => _scheduler;
+        public override int ImagesPerRun => batch;
+        public override double Range(Tensor reference) => 2.0;
+
+        public override Tensor Run(int steps, ICachePolicy? policy)
+        {
+            using var scheduler = CreateScheduler();
+            var call = new TextToImage
+            {
+                Prompts = Enumerable.Range(0, batch).Select(i => prompts[i % prompts.Count]).ToArray(),
+                Steps = steps, GuidanceScale = guidance, Seed = 0,
+                Height = _side * pipeline.VaeScaleFactor, Width = _side * pipeline.VaeScaleFactor,
+            };
+            return pipeline.Generate(scheduler, call, policy);
+        }
+
+        public override int MaxProfileConditions => prompts.Count;
+
+        public override IProfileInputs ProfileInputs(int conditions, int seeds) => conditions <= prompts.Count
+            ? new PromptProfileInputs(pipeline.Prompts, prompts.Take(conditions).ToArray(), seeds, guidance, _side, _side)
+            : throw new DiffusionCacheException($"the profile needs {conditions} prompts, the prompt file has {prompts.Count}");
 
         public override void Dispose() => pipeline.Dispose();
     }

@@ -52,6 +52,21 @@ public sealed class TextToImageCommandTests
         Assert.Contains("Block Caching", PngImage.ReadText(Path.Combine(dir.Path, "images", "seed0.png"))["parameters"]);
     }
 
+    [Fact]
+    public void Bench_cache_compares_policies_on_prompts()
+    {
+        using var dir = new TempFolder();
+        File.WriteAllLines(dir.File("prompts.txt"), ["a red house", "a green tree"]);
+        Assert.Equal(0, CliApp.Run("bench-cache", "--model", Model, "--prompts", dir.File("prompts.txt"), "--solver", "ddim", "--steps", "6",
+            "--batch", "2", "--latent", "4", "--repeats", "1", "--deepcache", "2", "--deltas", "0.5", "--out", dir.Path, "--json", dir.File("rows.json")));
+        using var json = JsonDocument.Parse(File.ReadAllText(dir.File("rows.json")));
+        var names = json.RootElement.EnumerateArray().Select(r => r.GetProperty("name").GetString()).ToList();
+        Assert.Contains("DeepCache N=2 branch 0", names);
+        Assert.Contains("BlockCache δ=0.5", names);
+        Assert.NotEqual(0, CliApp.Run("bench-cache", "--model", Model, "--steps", "6", "--out", dir.File("none")));   // no --prompts
+        Assert.False(Directory.Exists(dir.File("none")));
+    }
+
     [Theory]
     [InlineData("--size", "30")]
     [InlineData("--steps", "0")]
