@@ -42,15 +42,14 @@ internal static class BenchCommand
         manual_seed(0);
         var loadResult = load ? MeasureLoad(configName) : null;
         using var model = CreateModel(configName);
-        var (sample, context, labels) = Inputs(model, batch, latent);
-        var timestep = tensor(500.0f);
+        var input = Inputs(model, batch, latent);
         var times = new List<double>();
         using (no_grad())
         {
             for (int i = 0; i < warmup + runs; i++)
             {
                 var clock = Stopwatch.StartNew();
-                using (var scope = NewDisposeScope()) model.Forward(new UNetInput(sample, timestep, context, labels));
+                using (var scope = NewDisposeScope()) model.Forward(input);
                 clock.Stop();
                 if (i >= warmup) times.Add(clock.Elapsed.TotalMilliseconds);
             }
@@ -135,8 +134,10 @@ internal static class BenchCommand
         _ => throw new DiffusionCacheException($"--unet-config '{name}': expected sd15, sd21, or an existing config.json or model folder"),
     };
 
-    internal static (Tensor Sample, Tensor? Context, Tensor? Labels) Inputs(DiffusionUNet model, int batch, int side) => (
-        randn(batch, model.InChannels, side, side),
-        model.ContextDim is int d ? randn(batch, 77, d) : null,
-        model.NumClassEmbeds is int n ? randint(0, n, [batch]) : null);
+    /// <summary>Random N(0,1) sample and context (class labels, SDXL's pooled embeddings and time ids as zeros).</summary>
+    internal static UNetInput Inputs(DiffusionUNet model, int batch, int side)
+    {
+        var zero = model.ZeroInput(batch, side, side);
+        return zero with { Sample = randn(batch, model.InChannels, side, side), Context = model.ContextDim is int d ? randn(batch, 77, d) : null };
+    }
 }

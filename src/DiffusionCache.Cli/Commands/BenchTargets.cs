@@ -38,7 +38,7 @@ internal static class BenchTargets
 
     public static Target Open(string model, string solver, double guidance, int batch, int? latent, IReadOnlyList<string>? prompts = null) => model switch
     {
-        _ when StableDiffusionPipeline.IsFolder(model) => new TextToImageTarget(StableDiffusionPipeline.Load(model), solver, guidance, batch, latent,
+        _ when TextToImagePipeline.IsTextToImageFolder(model) => new TextToImageTarget(TextToImagePipeline.Open(model), solver, guidance, batch, latent,
             prompts ?? throw new DiffusionCacheException($"{model} is a text-to-image model: give --prompts FILE (one prompt per line)")),
         _ when prompts is not null => throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder; {model} is not one"),
         "sd15" => new UNetTarget(new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion15), "SD-1.5 U-Net (random weights)", solver, guidance, batch, latent ?? 32),
@@ -95,7 +95,7 @@ internal static class BenchTargets
 
     /// <summary>A Stable Diffusion folder: batch row i is prompt i (cycling through the file) with the empty negative
     /// prompt; decoded images are compared.</summary>
-    private sealed class TextToImageTarget(StableDiffusionPipeline pipeline, string solver, double guidance, int batch, int? latent,
+    private sealed class TextToImageTarget(TextToImagePipeline pipeline, string solver, double guidance, int batch, int? latent,
         IReadOnlyList<string> prompts) : Target
     {
         private readonly SchedulerConfig _scheduler = Solvers.For(solver, pipeline.SchedulerConfig);
@@ -104,7 +104,7 @@ internal static class BenchTargets
         public override DiffusionUNet UNet => pipeline.UNet;
         public override string Description => $"{Path.GetFileName(Path.GetFullPath(pipeline.Folder))} ({prompts.Count} prompts)";
         public override int LatentSide => _side;
-        public override int ContextLength => pipeline.Tokenizer.ModelMaxLength;
+        public override int ContextLength => 77;
         public override SchedulerConfig SchedulerConfig => _scheduler;
         public override int ImagesPerRun => batch;
         public override double Range(Tensor reference) => 2.0;
@@ -124,7 +124,7 @@ internal static class BenchTargets
         public override int MaxProfileConditions => prompts.Count;
 
         public override IProfileInputs ProfileInputs(int conditions, int seeds) => conditions <= prompts.Count
-            ? new PromptProfileInputs(pipeline.Prompts, prompts.Take(conditions).ToArray(), seeds, guidance, _side, _side)
+            ? new PromptProfileInputs(pipeline, prompts.Take(conditions).ToArray(), seeds, guidance, _side, _side)
             : throw new DiffusionCacheException($"the profile needs {conditions} prompts, the prompt file has {prompts.Count}");
 
         public override void Dispose() => pipeline.Dispose();

@@ -13,7 +13,7 @@ internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "a Stable Diffusion 1.x/2.x diffusers folder (with --prompt), or a class-conditional pipeline folder (default: the embedded model)", DefaultValueFactory = _ => TrainCommand.DefaultModel };
+        var model = new Option<string>("--model") { Description = "a Stable Diffusion 1.x/2.x or SDXL diffusers folder (with --prompt), or a class-conditional pipeline folder (default: the embedded model)", DefaultValueFactory = _ => TrainCommand.DefaultModel };
         var output = new Option<string?>("--out") { Description = "the grid PNG to write (embedded model; default out/samples.png), or the folder for one PNG per image (text-to-image; default out)" };
         var seeds = new Option<int>("--seeds") { Description = "seeds to sample (consecutive from --seed): grid columns, or one image each per prompt", DefaultValueFactory = _ => 4 };
         var steps = new Option<int>("--steps") { Description = "denoising steps", DefaultValueFactory = _ => 50 };
@@ -36,7 +36,7 @@ internal static class GenerateCommand
         {
             string modelDir = DefaultPaths.Resolve(parse.GetValue(model)!);
             string? text = parse.GetValue(prompt);
-            if (StableDiffusionPipeline.IsFolder(modelDir))
+            if (TextToImagePipeline.IsTextToImageFolder(modelDir))
             {
                 if (text is null) throw new DiffusionCacheException($"{modelDir} is a text-to-image model: give --prompt");
                 return TextToImageJob.Run(new TextToImageArgs(modelDir, text, parse.GetValue(negative), parse.GetValue(output) ?? "out",
@@ -45,7 +45,7 @@ internal static class GenerateCommand
                     parse.GetValue(clipSkip), parse.GetValue(cache)!), cancel);
             }
             if (text is not null || parse.GetValue(negative) is not null)
-                throw new DiffusionCacheException($"--prompt needs a Stable Diffusion folder; {modelDir} is not one (no model_index.json naming a StableDiffusionPipeline)");
+                throw new DiffusionCacheException($"--prompt needs a Stable Diffusion folder; {modelDir} is not one (no model_index.json naming a StableDiffusionPipeline or StableDiffusionXLPipeline)");
             return Execute(modelDir, parse.GetValue(output) ?? "out/samples.png", parse.GetValue(seeds), parse.GetValue(steps),
                 parse.GetValue(guidance) ?? 4.0, parse.GetValue(solver) ?? "ddim", parse.GetValue(firstSeed), parse.GetValue(cache)!, cancel);
         })));

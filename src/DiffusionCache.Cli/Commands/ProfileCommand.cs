@@ -69,7 +69,7 @@ internal static class ProfileCommand
         using var schedulerJson = PythonJson.Parse(File.ReadAllBytes(schedulerPath));
 
         // A text-to-image folder profiles over prompts, so it needs its text encoder: the whole pipeline loads.
-        using var textToImage = StableDiffusionPipeline.IsFolder(modelDir) ? StableDiffusionPipeline.Load(modelDir) : null;
+        using var textToImage = TextToImagePipeline.IsTextToImageFolder(modelDir) ? TextToImagePipeline.Open(modelDir) : null;
         if (textToImage is null && a.Prompts is not null) throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder; {modelDir} is not one");
         using var ownUNet = textToImage is null ? UNetLoader.Load(unetDir) : null;
         var unet = textToImage?.UNet ?? ownUNet!;
@@ -129,14 +129,14 @@ internal static class ProfileCommand
         return new RandomContextProfileInputs(unet, a.Conditions, a.Seeds, a.Guidance, a.ContextLength, a.Resolution);
     }
 
-    private static PromptProfileInputs PromptInputs(Args a, StableDiffusionPipeline pipeline)
+    private static PromptProfileInputs PromptInputs(Args a, TextToImagePipeline pipeline)
     {
         if (a.Inputs is not null) throw new DiffusionCacheException("--inputs does not apply to a Stable Diffusion folder: give --prompts");
         var texts = PromptFile.Read(a.Prompts ?? throw new DiffusionCacheException($"{a.Model} is a text-to-image model: give --prompts FILE (one prompt per line)"));
         if (texts.Count < a.Conditions) throw new DiffusionCacheException($"{a.Prompts}: {texts.Count} prompts, fewer than --conditions {a.Conditions}");
         int side = a.Resolution ?? pipeline.UNet.SampleSize;
         pipeline.Warning += message => Console.Error.WriteLine($"warning: {message}");
-        return new PromptProfileInputs(pipeline.Prompts, texts.Take(a.Conditions).ToArray(), a.Seeds, a.Guidance, side, side);
+        return new PromptProfileInputs(pipeline, texts.Take(a.Conditions).ToArray(), a.Seeds, a.Guidance, side, side);
     }
 
     private static bool HasLabelEncoder(string pipelineDir)

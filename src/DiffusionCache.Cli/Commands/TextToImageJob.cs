@@ -10,7 +10,7 @@ namespace DiffusionCache.Cli.Commands;
 internal sealed record TextToImageArgs(string ModelDir, string Prompt, string? NegativePrompt, string OutDir, int Seeds, long FirstSeed,
     int Steps, double Guidance, string? Solver, int? Height, int? Width, int ImagesPerPrompt, int ClipSkip, string Cache);
 
-/// <summary>Text-to-image with a Stable Diffusion folder: one PNG per image, each carrying its prompt and settings in
+/// <summary>Text-to-image with a Stable Diffusion 1.x/2.x or SDXL folder: one PNG per image, each carrying its prompt and settings in
 /// a <c>parameters</c> text chunk (the layout other Stable Diffusion tools write and read).</summary>
 internal static class TextToImageJob
 {
@@ -18,7 +18,7 @@ internal static class TextToImageJob
     {
         if (a.Seeds < 1) throw new DiffusionCacheException("--seeds must be at least 1");
         var clock = Stopwatch.StartNew();
-        using var pipeline = StableDiffusionPipeline.Load(a.ModelDir);
+        using var pipeline = TextToImagePipeline.Open(a.ModelDir);
         foreach (var note in pipeline.Notes) Console.WriteLine($"note: {note}");
         pipeline.Warning += message => Console.Error.WriteLine($"warning: {message}");
         using var scheduler = pipeline.CreateScheduler(a.Solver);

@@ -107,11 +107,7 @@ public static class MacCounter
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             using var attached = model.Seam.Attach(tracker);
-            var p = model.parameters().First();
-            var sample = zeros([batch, model.InChannels, height, width], p.dtype, p.device);
-            var context = model.ContextDim is int d ? zeros([batch, contextLength, d], p.dtype, p.device) : null;
-            var labels = model.NumClassEmbeds is not null ? zeros([batch], ScalarType.Int64, p.device) : null;
-            model.Forward(new UNetInput(sample, tensor(500.0f), context, labels));
+            model.Forward(model.ZeroInput(batch, height, width, contextLength));
         }
         finally
         {

@@ -10,6 +10,7 @@ public static class ParitySuites
         ["textvae"] = () => new TextVaeParity(),
         ["blockcache"] = () => new BlockCacheParity(),
         ["deepcache"] = () => new DeepCacheParity(),
+        ["sdxl"] = () => new SdxlParity(),
     };
 
     public static IReadOnlyCollection<string> Kinds => Suites.Keys;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DiffusionCache.Formats.Safetensors;
 using DiffusionCache.Models.Loading;
 using DiffusionCache.Models.UNets;
 using TorchSharp;
@@ -52,17 +53,24 @@ public sealed class UNetParity : IParitySuite
         using var scope = NewDisposeScope();
         using var tensors = folder.OpenTensors(@case);
         using var model = UNetLoader.Load(modelDir, variant, dtype);
-        var sample = tensors.Load("sample").to(dtype);
-        var timestep = tensors.Load("timestep");
-        var context = tensors.Contains("encoder_hidden_states") ? tensors.Load("encoder_hidden_states").to(dtype) : null;
-        var labels = tensors.Contains("class_labels") ? tensors.Load("class_labels") : null;
+        CheckForward(model, tensors, expected, check, dtype);
+        return check.Result();
+    }
 
+    /// <summary>Runs the model on the case's inputs (<c>sample</c>, <c>timestep</c> and, where present,
+    /// <c>encoder_hidden_states</c>, <c>class_labels</c>, <c>text_embeds</c>, <c>time_ids</c>) and compares <c>out</c>
+    /// and every listed block output, observed through the seam.</summary>
+    public static void CheckForward(DiffusionUNet model, SafetensorsFile tensors, IReadOnlyCollection<string> expected, CaseCheck check,
+        ScalarType dtype = ScalarType.Float32)
+    {
+        Tensor? Optional(string name, ScalarType? type) => tensors.Contains(name) ? (type is null ? tensors.Load(name) : tensors.Load(name).to(type.Value)) : null;
+        var input = new UNetInput(tensors.Load("sample").to(dtype), tensors.Load("timestep"), Optional("encoder_hidden_states", dtype),
+            Optional("class_labels", null), Optional("text_embeds", dtype), Optional("time_ids", dtype));
         using var recorder = new BlockRecorder(expected.ToHashSet(StringComparer.Ordinal));
         Tensor output;
         using (no_grad())
         using (model.Seam.Attach(recorder))
-            output = model.Forward(new UNetInput(sample, timestep, context, labels));
-
+            output = model.Forward(input);
         foreach (var name in expected)
         {
             var actual = name == "out" ? output
@@ -70,6 +78,5 @@ public sealed class UNetParity : IParitySuite
                 : throw new DiffusionCacheException($"no block produced '{name}'");
             check.Tensor(name, actual.to(ScalarType.Float32), tensors.Load(name));
         }
-        return check.Result();
     }
 }

@@ -31,7 +31,7 @@ public static class DiffusionSampler
             throw new DiffusionCacheException($"initial noise is [{string.Join(",", noise.shape)}], expected [{string.Join(",", shape)}]");
         var x = (noise * scheduler.InitNoiseSigma).DetachFromDisposeScope();
 
-        var (context, labels) = Conditioning(request, dtype, device);
+        var conditioning = Conditioning(request, dtype, device);
         var stepNoise = StepNoise.FromGenerator(generator);
 
         try
@@ -47,7 +47,8 @@ public static class DiffusionSampler
                 {
                     var modelInput = scheduler.ScaleModelInput(request.UsesGuidance ? cat([x, x]) : x, i);
                     var t = tensor((float)timesteps[i], ScalarType.Float32, device);
-                    var output = unet.Forward(new UNetInput(modelInput.to(dtype), t, context, labels)).to(ScalarType.Float32);
+                    var output = unet.Forward(conditioning.Input(modelInput.to(dtype), t)).to(ScalarType.Float32);
+                    foreach (var o in observers) o.OnModelOutput(step, modelInput, output);
                     var prediction = request.UsesGuidance ? Guide(output, request.GuidanceScale) : output;
                     foreach (var o in observers) o.OnPrediction(step, prediction);
                     var next = scheduler.Step(prediction, i, x, stepNoise);
@@ -71,15 +72,19 @@ public static class DiffusionSampler
     }
 
     /// <summary>The U-Net's conditioning for every step of <paramref name="request"/>, prepared once: with guidance
-    /// the [uncond; cond] context batch (uncond first, as diffusers does) and the labels twice; in the caller's
-    /// dispose scope.</summary>
-    public static (Tensor? Context, Tensor? Labels) Conditioning(SamplingRequest request, ScalarType dtype, Device device)
+    /// the [uncond; cond] batch (uncond first, as diffusers does) of contexts and SDXL's text embeddings and time ids,
+    /// and the labels twice; in the caller's dispose scope.</summary>
+    public static UNetConditioning Conditioning(SamplingRequest request, ScalarType dtype, Device device)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var context = request.UsesGuidance ? cat([request.UnconditionalContext!, request.Context!]).to(dtype, device) : request.Context?.to(dtype, device);
+        bool guided = request.UsesGuidance;
+        Tensor? Pair(Tensor? uncond, Tensor? cond, ScalarType type) => cond is null ? null
+            : (guided ? cat([uncond ?? cond, cond]) : cond).to(type, device);
         var labels = request.ClassLabels is null ? null
-            : (request.UsesGuidance ? cat([request.ClassLabels, request.ClassLabels]) : request.ClassLabels).to(ScalarType.Int64, device);
-        return (context, labels);
+            : (guided ? cat([request.ClassLabels, request.ClassLabels]) : request.ClassLabels).to(ScalarType.Int64, device);
+        // Time ids stay float32: they are embedded like timesteps, in float32.
+        return new UNetConditioning(Pair(request.UnconditionalContext, request.Context, dtype), labels,
+            Pair(request.UnconditionalTextEmbeds, request.TextEmbeds, dtype), Pair(request.UnconditionalTimeIds, request.TimeIds, ScalarType.Float32));
     }
 
     /// <summary>Classifier-free guidance: u + g (c - u) on the [uncond; cond] batch.</summary>
@@ -102,6 +107,9 @@ public static class DiffusionSampler
             throw new DiffusionCacheException($"context batch {r.Context.shape[0]} differs from batch {r.Batch}");
         if (r.UsesGuidance && (r.Context is null || !r.UnconditionalContext!.shape.SequenceEqual(r.Context.shape)))
             throw new DiffusionCacheException("classifier-free guidance needs an unconditional context shaped like the context");
+        if ((r.TextEmbeds is null) != (r.TimeIds is null) || (r.UsesGuidance && r.TextEmbeds is not null &&
+                (r.UnconditionalTextEmbeds is null || r.UnconditionalTimeIds is null)))
+            throw new DiffusionCacheException("text embeddings and time ids go together, with unconditional ones under guidance");
         if (unet.NumClassEmbeds is not null && r.ClassLabels is null)
             throw new DiffusionCacheException($"{unet.ClassName} has a class embedding: class labels are required");
     }

@@ -1,3 +1,4 @@
+using DiffusionCache.Models.UNets;
 using static TorchSharp.torch;
 
 namespace DiffusionCache.Pipelines;
@@ -19,6 +20,12 @@ public sealed record SamplingRequest
     public Tensor? UnconditionalContext { get; init; }
     /// <summary>[B] int64 for models with a class embedding.</summary>
     public Tensor? ClassLabels { get; init; }
+    /// <summary>SDXL: pooled text embeddings [B, P] and time ids [B, 6] (original h, w, crop top, left, target h, w),
+    /// with their unconditional counterparts under guidance.</summary>
+    public Tensor? TextEmbeds { get; init; }
+    public Tensor? UnconditionalTextEmbeds { get; init; }
+    public Tensor? TimeIds { get; init; }
+    public Tensor? UnconditionalTimeIds { get; init; }
     public double GuidanceScale { get; init; } = 1.0;
     /// <summary>Seed of the initial noise and of every stochastic step: same seed, same result (bitwise on CPU).</summary>
     public long Seed { get; init; }
@@ -26,6 +33,12 @@ public sealed record SamplingRequest
     public Tensor? InitialNoise { get; init; }
 
     public bool UsesGuidance => UnconditionalContext is not null;
+}
+
+/// <summary>The U-Net's conditioning for every step of a request (with guidance: the [uncond; cond] batch).</summary>
+public sealed record UNetConditioning(Tensor? Context, Tensor? Labels, Tensor? TextEmbeds, Tensor? TimeIds)
+{
+    public UNetInput Input(Tensor sample, Tensor timestep) => new(sample, timestep, Context, Labels, TextEmbeds, TimeIds);
 }
 
 /// <summary>Where the loop stands: what per-step observers (progress, caching policies) are told.</summary>
@@ -39,6 +52,9 @@ public interface IStepObserver
 {
     void BeginGeneration(SamplingRequest request, IReadOnlyList<double> timesteps) { }
     void BeginStep(StepInfo step) { }
+    /// <param name="modelInput">the U-Net's input sample (scaled, both guidance halves).</param>
+    /// <param name="output">the U-Net's raw output, before guidance (do not keep either without cloning).</param>
+    void OnModelOutput(StepInfo step, Tensor modelInput, Tensor output) { }
     /// <param name="prediction">the (guided) model output the scheduler steps with (do not keep without cloning).</param>
     void OnPrediction(StepInfo step, Tensor prediction) { }
     /// <param name="latents">the sample after this step (do not keep without cloning).</param>

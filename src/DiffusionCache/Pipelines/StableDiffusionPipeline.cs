@@ -23,7 +23,7 @@ public sealed record PipelineLoadOptions(ScalarType Dtype = ScalarType.Float32, 
 /// through the one loop with any solver and cache policy, latents are decoded by the VAE. Safety checker, feature
 /// extractor and image encoder entries are not loaded (<see cref="Notes"/> says so).
 /// </summary>
-public sealed class StableDiffusionPipeline : LatentDiffusionPipeline
+public sealed class StableDiffusionPipeline : TextToImagePipeline
 {
     public const string PipelineClass = "StableDiffusionPipeline";
     private static readonly string[] Ignored = ["safety_checker", "feature_extractor", "image_encoder"];
@@ -31,25 +31,18 @@ public sealed class StableDiffusionPipeline : LatentDiffusionPipeline
     public ClipPromptEncoder Prompts { get; }
     public ClipTokenizer Tokenizer => Prompts.Tokenizer;
     public ClipTextModel TextEncoder => Prompts.Encoder;
-    /// <summary>What loading left out, for the caller to show (ignored components).</summary>
-    public IReadOnlyList<string> Notes { get; }
 
     private StableDiffusionPipeline(string folder, UNet2DConditionModel unet, AutoencoderKL vae, SchedulerConfig scheduler,
-        ClipPromptEncoder prompts, IReadOnlyList<string> notes) : base(folder, unet, vae, scheduler)
+        ClipPromptEncoder prompts, IReadOnlyList<string> notes) : base(folder, unet, vae, scheduler, notes)
     {
         Prompts = prompts;
-        Notes = notes;
     }
 
-    /// <summary>Told about prompts that had to be truncated (diffusers logs the same warning).</summary>
-    public event Action<string>? Warning
+    public override event Action<string>? Warning
     {
         add => Prompts.Warning += value;
         remove => Prompts.Warning -= value;
     }
-
-    public int DefaultHeight => UNet.SampleSize * VaeScaleFactor;
-    public int DefaultWidth => UNet.SampleSize * VaeScaleFactor;
 
     /// <summary>Whether <paramref name="dir"/> is a diffusers folder of this pipeline class.</summary>
     public static bool IsFolder(string dir) => ModelIndex.Exists(dir) && ModelIndex.Load(dir).ClassName == PipelineClass;
@@ -98,27 +91,20 @@ public sealed class StableDiffusionPipeline : LatentDiffusionPipeline
         }
     }
 
-    /// <summary>Checks a call before any work: prompts, sizes (multiples of 8 and of the VAE's factor), clip skip.</summary>
-    public void Validate(TextToImage call)
+    public override void Validate(TextToImage call)
     {
         ArgumentNullException.ThrowIfNull(call);
-        if (call.Prompts.Count == 0) throw new DiffusionCacheException("at least one prompt is needed");
-        if (call.ImagesPerPrompt < 1) throw new DiffusionCacheException($"images per prompt must be at least 1, got {call.ImagesPerPrompt}");
+        ValidateSize(call);
         var negatives = call.NegativePrompts ?? [];
         if (negatives.Count > 1 && negatives.Count != call.Prompts.Count)
             throw new DiffusionCacheException($"{negatives.Count} negative prompts for {call.Prompts.Count} prompts: give one, or one per prompt");
-        int height = call.Height ?? DefaultHeight, width = call.Width ?? DefaultWidth;
-        int factor = Math.Max(8, VaeScaleFactor);
-        if (height <= 0 || width <= 0 || height % factor != 0 || width % factor != 0)
-            throw new DiffusionCacheException($"height and width must be positive multiples of {factor}, got {height}x{width}");
         if (call.ClipSkip < 0 || call.ClipSkip >= TextEncoder.Config.NumHiddenLayers)
             throw new DiffusionCacheException($"clip skip must be in 0..{TextEncoder.Config.NumHiddenLayers - 1}, got {call.ClipSkip}");
     }
 
-    /// <summary>The sampling request for <paramref name="call"/>: contexts [B·n, S, D] (rows b0,b0,b1,b1,... as
-    /// diffusers repeats them), the unconditional ones with guidance. The caller disposes the request's tensors
-    /// (<see cref="Generate(IScheduler, TextToImage, ICachePolicy?, IReadOnlyList{IStepObserver}?, CancellationToken)"/> does).</summary>
-    public SamplingRequest Request(TextToImage call)
+    /// <summary>Contexts [B·n, S, D] (rows b0,b0,b1,b1,... as diffusers repeats them), the unconditional ones with
+    /// guidance.</summary>
+    public override SamplingRequest Request(TextToImage call)
     {
         Validate(call);
         var negatives = call.NegativePrompts ?? [];
@@ -146,22 +132,6 @@ public sealed class StableDiffusionPipeline : LatentDiffusionPipeline
             Seed = call.Seed,
             InitialNoise = call.Latents,
         };
-    }
-
-    /// <summary>Text to images: [B·n, 3, H, W] in [-1, 1].</summary>
-    public Tensor Generate(IScheduler scheduler, TextToImage call, ICachePolicy? policy = null,
-        IReadOnlyList<IStepObserver>? observers = null, CancellationToken cancel = default)
-    {
-        var request = Request(call);
-        try
-        {
-            return Generate(scheduler, request, policy, observers, cancel);
-        }
-        finally
-        {
-            request.Context?.Dispose();
-            request.UnconditionalContext?.Dispose();
-        }
     }
 
     public override void Dispose()

@@ -24,5 +24,18 @@ public sealed record TextToImage
     /// <summary>x_T [B·n, 4, h, w] to start from instead of seeded noise (unscaled; init_noise_sigma is applied).</summary>
     public Tensor? Latents { get; init; }
 
+    /// <summary>SDXL: the prompts for the second text encoder (null: the same as <see cref="Prompts"/>).</summary>
+    public IReadOnlyList<string>? Prompts2 { get; init; }
+    /// <summary>SDXL: the negative prompts for the second text encoder (null: the same as the first).</summary>
+    public IReadOnlyList<string>? NegativePrompts2 { get; init; }
+    /// <summary>SDXL size conditioning (height, width) and crop (top, left); null: the output size and (0, 0).</summary>
+    public (int Height, int Width)? OriginalSize { get; init; }
+    public (int Top, int Left)? CropsTopLeft { get; init; }
+    public (int Height, int Width)? TargetSize { get; init; }
+    /// <summary>SDXL: separate size conditioning of the negative batch, used when both sizes are given.</summary>
+    public (int Height, int Width)? NegativeOriginalSize { get; init; }
+    public (int Top, int Left)? NegativeCropsTopLeft { get; init; }
+    public (int Height, int Width)? NegativeTargetSize { get; init; }
+
     public bool UsesGuidance => GuidanceScale > 1.0;
 }

@@ -76,7 +76,7 @@ public static class ScaleShiftDistillation
         var p = unet.parameters().First();
         var x = (randn([request.Batch, unet.InChannels, request.Height, request.Width], ScalarType.Float32, p.device, generator: generator)
             * scheduler.InitNoiseSigma).DetachFromDisposeScope();
-        var (context, labels) = DiffusionSampler.Conditioning(request, p.dtype, p.device);
+        var conditioning = DiffusionSampler.Conditioning(request, p.dtype, p.device);
         var noise = StepNoise.FromGenerator(generator);
         double total = 0;
         policy.BeginGeneration(request, timesteps);
@@ -87,8 +87,8 @@ public static class ScaleShiftDistillation
                 var step = new StepInfo(i, timesteps.Count, timesteps[i]);
                 policy.BeginStep(step);
                 using var scope = NewDisposeScope();
-                var input = new UNetInput(scheduler.ScaleModelInput(request.UsesGuidance ? cat([x, x]) : x, i).to(p.dtype),
-                    tensor((float)timesteps[i], ScalarType.Float32, p.device), context, labels);
+                var input = conditioning.Input(scheduler.ScaleModelInput(request.UsesGuidance ? cat([x, x]) : x, i).to(p.dtype),
+                    tensor((float)timesteps[i], ScalarType.Float32, p.device));
 
                 using var teacher = new OutputRecorder(blocks, keepGraph: false);
                 using (no_grad())

@@ -2,7 +2,6 @@ using DiffusionCache.Formats.Safetensors;
 using DiffusionCache.Models.Conditioning;
 using DiffusionCache.Models.UNets;
 using DiffusionCache.Pipelines;
-using DiffusionCache.Pipelines.Conditioning;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -200,56 +199,44 @@ public sealed class ClassLabelProfileInputs : IProfileInputs, IDisposable
 }
 
 /// <summary>
-/// Inputs for a text-to-image pipeline: condition p is prompt p through the pipeline's text encoder, the
-/// unconditional context is the empty prompt (as diffusers encodes it without a negative prompt), with
-/// classifier-free guidance. Noise: the sampler's seeded N(0,1) with seed s, at the given latent size.
+/// Inputs for a text-to-image pipeline (SD 1.x/2.x or SDXL): condition p is prompt p, conditioned as the pipeline
+/// conditions it (text encoder contexts; for SDXL also pooled embeddings and size ids), the unconditional side the
+/// empty negative prompt (SDXL: zeros where the pipeline zeroes it), with classifier-free guidance. Noise: the
+/// sampler's seeded N(0,1) with seed s, at the given latent size.
 /// </summary>
 public sealed class PromptProfileInputs : IProfileInputs, IDisposable
 {
-    private readonly Tensor[] _conditions;
-    private readonly Tensor _uncond;
+    private readonly SamplingRequest[] _requests;
 
-    public PromptProfileInputs(ClipPromptEncoder prompts, IReadOnlyList<string> texts, int numSeeds, double guidanceScale,
+    public PromptProfileInputs(TextToImagePipeline pipeline, IReadOnlyList<string> texts, int numSeeds, double guidanceScale,
         int latentHeight, int latentWidth)
     {
-        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(pipeline);
         ArgumentNullException.ThrowIfNull(texts);
         if (texts.Count < 1 || numSeeds < 1) throw new DiffusionCacheException("at least one prompt and one seed are needed");
         if (latentHeight < 1 || latentWidth < 1) throw new DiffusionCacheException("the latent size must be positive");
         NumConditions = texts.Count;
         NumSeeds = numSeeds;
         GuidanceScale = guidanceScale;
-        (Height, Width) = (latentHeight, latentWidth);
         using (no_grad())
-        {
-            _conditions = [.. texts.Select(t => prompts.Encode([t]).DetachFromDisposeScope())];
-            _uncond = prompts.Encode([""]).DetachFromDisposeScope();
-        }
-        Description = $"{texts.Count} prompts through the text encoder, the empty prompt unconditional, guidance {guidanceScale}; " +
-            $"noise: seed s, latent {latentHeight}x{latentWidth}";
+            _requests = [.. texts.Select(t => pipeline.Request(new TextToImage
+            {
+                Prompts = [t], Steps = 1, GuidanceScale = guidanceScale,
+                Height = latentHeight * pipeline.VaeScaleFactor, Width = latentWidth * pipeline.VaeScaleFactor,
+            }))];
+        Description = $"{texts.Count} prompts through the pipeline's text encoders, the empty negative prompt unconditional, " +
+            $"guidance {guidanceScale}; noise: seed s, latent {latentHeight}x{latentWidth}";
     }
 
     public int NumConditions { get; }
     public int NumSeeds { get; }
-    public int Height { get; }
-    public int Width { get; }
     public double GuidanceScale { get; }
     public string Description { get; }
 
-    public SamplingRequest Request(int condition, int seed) => new()
-    {
-        Steps = 1,
-        Batch = 1,
-        Height = Height,
-        Width = Width,
-        Context = _conditions[condition],
-        UnconditionalContext = GuidanceScale > 1.0 ? _uncond : null,
-        GuidanceScale = GuidanceScale,
-        Seed = seed,
-    };
+    public SamplingRequest Request(int condition, int seed) => _requests[condition] with { Seed = seed };
 
     public void Dispose()
     {
-        foreach (var t in _conditions.Append(_uncond)) t.Dispose();
+        foreach (var r in _requests) TextToImagePipeline.Release(r);
     }
 }

@@ -186,11 +186,7 @@ public sealed class ScaleShiftAdjustment : nn.Module
         using (no_grad())
         using (unet.Seam.Attach(tracer))
         {
-            var p = unet.parameters().First();
-            var sample = zeros([1, unet.InChannels, unet.SampleSize, unet.SampleSize], p.dtype, p.device);
-            var context = unet.ContextDim is int d ? zeros([1, 1, d], p.dtype, p.device) : null;
-            var labels = unet.NumClassEmbeds is not null ? zeros([1], ScalarType.Int64, p.device) : null;
-            unet.Forward(new UNetInput(sample, tensor(500.0f, device: p.device), context, labels));
+            unet.Forward(unet.ZeroInput(1, unet.SampleSize, unet.SampleSize, contextLength: 1));
         }
         var missing = paths.Where(path => !tracer.Channels.ContainsKey(path)).ToList();
         if (missing.Count > 0) throw new DiffusionCacheException($"scale-shift adjustment: the model never calls {string.Join(", ", missing)}");

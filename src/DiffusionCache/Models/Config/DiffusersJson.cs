@@ -51,6 +51,9 @@ public static class DiffusersJson
         ["time_embedding_dim"] = c.TimeEmbeddingDim,
         ["conv_in_kernel"] = c.ConvInKernel,
         ["conv_out_kernel"] = c.ConvOutKernel,
+        ["addition_embed_type"] = c.AdditionEmbedType,
+        ["addition_time_embed_dim"] = c.AdditionTimeEmbedDim,
+        ["projection_class_embeddings_input_dim"] = c.ProjectionClassEmbeddingsInputDim,
     });
 
     public static string ToJson(this AutoencoderKLConfig c) => Write("AutoencoderKL", new Dictionary<string, object?>

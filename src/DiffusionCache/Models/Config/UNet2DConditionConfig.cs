@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace DiffusionCache.Models.Config;
 
 /// <summary>
-/// The <c>config.json</c> of a diffusers <c>UNet2DConditionModel</c> (Stable Diffusion 1.x/2.x family), with
+/// The <c>config.json</c> of a diffusers <c>UNet2DConditionModel</c> (Stable Diffusion 1.x/2.x and SDXL), with
 /// per-block lists already expanded. Property defaults describe Stable Diffusion 1.5; keys missing from a file
 /// take diffusers 0.27.2's defaults. Only what we implement is representable;
 /// anything else is refused by <see cref="Read"/>.
@@ -45,6 +45,18 @@ public sealed record UNet2DConditionConfig
     public int? TimeEmbeddingDim { get; init; }
     public int ConvInKernel { get; init; } = 3;
     public int ConvOutKernel { get; init; } = 3;
+    /// <summary>SDXL's <c>text_time</c> added conditioning (pooled text embeddings and six size/crop ids through
+    /// <c>add_time_proj</c> + <c>add_embedding</c>), or null.</summary>
+    public string? AdditionEmbedType { get; init; }
+    /// <summary>Width of each time id's sinusoidal embedding (<c>add_time_proj</c>).</summary>
+    public int? AdditionTimeEmbedDim { get; init; }
+    /// <summary>Input width of <c>add_embedding</c>: pooled text width + 6 × <see cref="AdditionTimeEmbedDim"/>.</summary>
+    public int? ProjectionClassEmbeddingsInputDim { get; init; }
+
+    /// <summary>Time ids per sample of the <c>text_time</c> conditioning: original h, w, crop top, left, target h, w.</summary>
+    public const int TimeIdCount = 6;
+    /// <summary>The pooled text embedding width <c>text_time</c> expects.</summary>
+    public int? PooledTextDim => AdditionEmbedType is null ? null : ProjectionClassEmbeddingsInputDim - TimeIdCount * AdditionTimeEmbedDim;
 
     public int TimeEmbedDim => TimeEmbeddingDim ?? BlockOutChannels[0] * 4;
     public int BlocksTimeEmbedDim => ClassEmbeddingsConcat ? TimeEmbedDim * 2 : TimeEmbedDim;
@@ -105,22 +117,21 @@ public sealed record UNet2DConditionConfig
         r.RequireNull("encoder_hid_dim");
         r.RequireNull("encoder_hid_dim_type");
         r.RequireNull("class_embed_type");
-        r.RequireNull("addition_embed_type");
+        var addition = r.String("addition_embed_type", null);
+        if (addition is not (null or "text_time")) throw r.Unsupported("addition_embed_type", $"\"{addition}\"");
         r.RequireNull("time_embedding_act_fn");
         r.RequireNull("timestep_post_act");
         r.RequireNull("time_cond_proj_dim");
         r.RequireNull("cross_attention_norm");
-        r.RequireNull("projection_class_embeddings_input_dim");
         r.RequireAbsentOr("dual_cross_attention", false, k => r.Bool(k, false));
         r.RequireAbsentOr("time_embedding_type", "positional", k => r.String(k, "positional")!);
         r.RequireAbsentOr("attention_type", "default", k => r.String(k, "default")!);
         r.RequireAbsentOr("resnet_skip_time_act", false, k => r.Bool(k, false));
         r.RequireAbsentOr("resnet_out_scale_factor", 1.0, k => r.Double(k, 1.0));
         r.RequireAbsentOr("mid_block_add_attention", true, k => r.Bool(k, true));
-        // Inference-time no-ops: dropout is off in eval; the addition-embedding sizes only matter with
-        // addition_embed_type (refused above); mid_block_only_cross_attention only affects the SimpleCrossAttn mid block.
-        r.Informative("sample_size", "dropout", "addition_embed_type_num_heads", "addition_time_embed_dim",
-            "mid_block_only_cross_attention");
+        // Inference-time no-ops: dropout is off in eval; addition_embed_type_num_heads only matters for the "text"
+        // addition type (refused above); mid_block_only_cross_attention only affects the SimpleCrossAttn mid block.
+        r.Informative("sample_size", "dropout", "addition_embed_type_num_heads", "mid_block_only_cross_attention");
 
         var config = new UNet2DConditionConfig
         {
@@ -152,6 +163,9 @@ public sealed record UNet2DConditionConfig
             TimeEmbeddingDim = r.NullableInt("time_embedding_dim"),
             ConvInKernel = r.Int("conv_in_kernel", 3),
             ConvOutKernel = r.Int("conv_out_kernel", 3),
+            AdditionEmbedType = addition,
+            AdditionTimeEmbedDim = r.NullableInt("addition_time_embed_dim"),
+            ProjectionClassEmbeddingsInputDim = r.NullableInt("projection_class_embeddings_input_dim"),
         };
         r.EnsureAllRead();
         config.Validate(r);
@@ -168,5 +182,7 @@ public sealed record UNet2DConditionConfig
                 throw r.Error($"block {i}: {BlockOutChannels[i]} channels are not divisible by norm_num_groups {g}");
         }
         if (ConvInKernel % 2 == 0 || ConvOutKernel % 2 == 0) throw r.Error("conv_in_kernel and conv_out_kernel must be odd");
+        if (AdditionEmbedType == "text_time" && (AdditionTimeEmbedDim is not > 0 || ProjectionClassEmbeddingsInputDim is not int p || p <= TimeIdCount * AdditionTimeEmbedDim))
+            throw r.Error("addition_embed_type \"text_time\" needs addition_time_embed_dim > 0 and projection_class_embeddings_input_dim > 6 x addition_time_embed_dim");
     }
 }

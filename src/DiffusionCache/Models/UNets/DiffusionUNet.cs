@@ -30,6 +30,16 @@ public abstract class DiffusionUNet : nn.Module
 
     public abstract Tensor Forward(UNetInput input);
 
+    /// <summary>An input of zeros of the shapes this model takes (timestep 500), on its device and in its type: for
+    /// tracing, MAC counting and benchmarks.</summary>
+    public virtual UNetInput ZeroInput(int batch, int height, int width, int contextLength = 77)
+    {
+        var p = parameters().First();
+        return new UNetInput(zeros([batch, InChannels, height, width], p.dtype, p.device), tensor(500.0f, device: p.device),
+            ContextDim is int d ? zeros([batch, contextLength, d], p.dtype, p.device) : null,
+            NumClassEmbeds is not null ? zeros([batch], ScalarType.Int64, p.device) : null);
+    }
+
     /// <summary>The modules and call sites both U-Net families are made of, in diffusers' order.</summary>
     protected sealed record UNetParts(
         Conv2d ConvIn, BlockSite ConvInSite,
@@ -37,7 +47,11 @@ public abstract class DiffusionUNet : nn.Module
         TimestepEmbedding TimeEmbedding, BlockSite TimeEmbeddingSite,
         Embedding? ClassEmbedding, BlockSite? ClassEmbeddingSite, bool ConcatClassEmbedding,
         IReadOnlyList<DownBlock> Down, MidBlock? Mid, IReadOnlyList<UpBlock> Up,
-        GroupNorm? NormOut, Conv2d ConvOut, bool CenterInputSample);
+        GroupNorm? NormOut, Conv2d ConvOut, bool CenterInputSample, AddedEmbedding? Added = null);
+
+    /// <summary>SDXL's <c>text_time</c> conditioning: each time id embedded like a timestep (<c>add_time_proj</c>),
+    /// concatenated after the pooled text embeddings, through <c>add_embedding</c>; added to the time embedding.</summary>
+    protected sealed record AddedEmbedding(Timesteps TimeProj, BlockSite TimeProjSite, TimestepEmbedding Embedding, BlockSite EmbeddingSite);
 
     /// <summary>
     /// The forward pass both families share: time (+ class) embedding, conv_in, down blocks collecting skips, the
@@ -63,6 +77,15 @@ public abstract class DiffusionUNet : nn.Module
             var classEmb = Through(p.ClassEmbeddingSite!, labels,
                 () => p.ClassEmbedding.call(labels.to(ScalarType.Int64, sample.device)).to(sample.dtype));
             emb = p.ConcatClassEmbedding ? cat([emb, classEmb], -1) : emb + classEmb;
+        }
+        if (p.Added is { } added)
+        {
+            var textEmbeds = input.TextEmbeds ?? throw new DiffusionCacheException("text_embeds are required: the model has addition_embed_type text_time");
+            var timeIds = input.TimeIds ?? throw new DiffusionCacheException("time_ids are required: the model has addition_embed_type text_time");
+            var flatIds = timeIds.flatten();
+            var idEmb = Through(added.TimeProjSite, flatIds, () => added.TimeProj.call(flatIds));
+            var addInput = cat([textEmbeds.to(idEmb.dtype), idEmb.reshape(textEmbeds.shape[0], -1)], -1).to(emb.dtype);
+            emb = emb + Through(added.EmbeddingSite, addInput, () => added.Embedding.call(addInput));
         }
 
         var h = Through(p.ConvInSite, sample, () => p.ConvIn.call(sample));

@@ -9,8 +9,8 @@ using static TorchSharp.torch;
 namespace DiffusionCache.Models.UNets;
 
 /// <summary>
-/// diffusers <c>UNet2DConditionModel</c> (Stable Diffusion 1.x/2.x family): conv_in, sinusoidal time embedding
-/// (+ class embedding), CrossAttn/plain down blocks, a cross-attention mid block, up blocks consuming the skips,
+/// diffusers <c>UNet2DConditionModel</c> (Stable Diffusion 1.x/2.x and SDXL): conv_in, sinusoidal time embedding
+/// (+ class embedding, + SDXL's text_time embedding of pooled text and size/crop ids), CrossAttn/plain down blocks, a cross-attention mid block, up blocks consuming the skips,
 /// GroupNorm-SiLU-conv_out. Parameter names are diffusers' state-dict keys.
 /// </summary>
 public sealed class UNet2DConditionModel : DiffusionUNet
@@ -27,6 +27,8 @@ public sealed class UNet2DConditionModel : DiffusionUNet
     private readonly Conv2d _convOut;
     private readonly BlockSite _convInSite, _timeProjSite, _timeEmbeddingSite;
     private readonly BlockSite? _classEmbeddingSite;
+    private readonly Timesteps? _addTimeProj;
+    private readonly TimestepEmbedding? _addEmbedding;
     private readonly UNetParts _parts;
 
     public UNet2DConditionConfig Config => _c;
@@ -36,6 +38,8 @@ public sealed class UNet2DConditionModel : DiffusionUNet
     public override int SampleSize => _c.SampleSize;
     public override int? ContextDim => _c.CrossAttentionDim[0];
     public override int? NumClassEmbeds => _c.NumClassEmbeds;
+    /// <summary>The pooled text embedding width of SDXL's added conditioning; null when the model has none.</summary>
+    public int? PooledTextDim => _c.PooledTextDim;
     public IReadOnlyList<DownBlock> DownBlocks => _downBlocks.ToArray();
     public IReadOnlyList<UpBlock> UpBlocks => _upBlocks.ToArray();
 
@@ -58,6 +62,14 @@ public sealed class UNet2DConditionModel : DiffusionUNet
         {
             _classEmbeddingSite = Seam.Register("class_embedding", BlockKind.Embedding);
             _classEmbedding = nn.Embedding(classes, config.TimeEmbedDim);
+        }
+        AddedEmbedding? added = null;
+        if (config.AdditionEmbedType == "text_time")
+        {
+            _addTimeProj = new Timesteps(config.AdditionTimeEmbedDim!.Value, config.FlipSinToCos, config.FreqShift);
+            _addEmbedding = new TimestepEmbedding(config.ProjectionClassEmbeddingsInputDim!.Value, config.TimeEmbedDim);
+            added = new AddedEmbedding(_addTimeProj, Seam.Register("add_time_proj", BlockKind.Embedding),
+                _addEmbedding, Seam.Register("add_embedding", BlockKind.Embedding));
         }
 
         var down = new List<DownBlock>();
@@ -126,6 +138,8 @@ public sealed class UNet2DConditionModel : DiffusionUNet
         register_module("time_proj", _timeProj);
         register_module("time_embedding", _timeEmbedding);
         if (_classEmbedding is not null) register_module("class_embedding", _classEmbedding);
+        if (_addTimeProj is not null) register_module("add_time_proj", _addTimeProj);
+        if (_addEmbedding is not null) register_module("add_embedding", _addEmbedding);
         register_module("down_blocks", _downBlocks);
         if (_midBlock is not null) register_module("mid_block", _midBlock);
         register_module("up_blocks", _upBlocks);
@@ -133,7 +147,7 @@ public sealed class UNet2DConditionModel : DiffusionUNet
         register_module("conv_out", _convOut);
         _parts = new UNetParts(_convIn, _convInSite, _timeProj, _timeProjSite, _timeEmbedding, _timeEmbeddingSite,
             _classEmbedding, _classEmbeddingSite, config.ClassEmbeddingsConcat, down, _midBlock, up, _convNormOut, _convOut,
-            config.CenterInputSample);
+            config.CenterInputSample, added);
         eval();
 
         ResnetBlock2D Resnet(int inC, int outC, int temb, double osf) =>
@@ -144,6 +158,18 @@ public sealed class UNet2DConditionModel : DiffusionUNet
                 groups, config.UseLinearProjection, onlyCross);
     }
 
+    public override UNetInput ZeroInput(int batch, int height, int width, int contextLength = 77)
+    {
+        var input = base.ZeroInput(batch, height, width, contextLength);
+        if (_c.PooledTextDim is not int pooled) return input;
+        var p = parameters().First();
+        return input with
+        {
+            TextEmbeds = zeros([batch, pooled], p.dtype, p.device),
+            TimeIds = zeros([batch, UNet2DConditionConfig.TimeIdCount], ScalarType.Float32, p.device),
+        };
+    }
+
     public override Tensor Forward(UNetInput input)
     {
         var sample = input.Sample;
@@ -152,6 +178,16 @@ public sealed class UNet2DConditionModel : DiffusionUNet
         if (context.dim() != 3 || context.shape[0] != sample.shape[0] || context.shape[2] != _c.CrossAttentionDim[0])
             throw new DiffusionCacheException(
                 $"context must be [{sample.shape[0]}, L, {_c.CrossAttentionDim[0]}], got [{string.Join(",", context.shape)}]");
+        if (_c.PooledTextDim is int pooled)
+        {
+            long b = sample.shape[0];
+            if (input.TextEmbeds is not { } te || te.dim() != 2 || te.shape[0] != b || te.shape[1] != pooled)
+                throw new DiffusionCacheException($"text_embeds must be [{b}, {pooled}], got {Shape(input.TextEmbeds)}");
+            if (input.TimeIds is not { } ids || ids.dim() != 2 || ids.shape[0] != b || ids.shape[1] != UNet2DConditionConfig.TimeIdCount)
+                throw new DiffusionCacheException($"time_ids must be [{b}, {UNet2DConditionConfig.TimeIdCount}] (original h, w, crop top, left, target h, w), got {Shape(input.TimeIds)}");
+        }
         return Denoise(_parts, input, context);
     }
+
+    private static string Shape(Tensor? t) => t is null ? "none" : $"[{string.Join(",", t.shape)}]";
 }

@@ -13,7 +13,7 @@ namespace DiffusionCache.Pipelines.Conditioning;
 /// </summary>
 public sealed class ClipPromptEncoder(ClipTokenizer tokenizer, ClipTextModel encoder, int cacheSize = 16) : IDisposable
 {
-    private readonly TensorLru<(string Text, int ClipSkip)> _cache = new(cacheSize);
+    private readonly TensorLru<(string Text, int ClipSkip, bool Sdxl)> _cache = new(cacheSize);
 
     public ClipTokenizer Tokenizer => tokenizer;
     public ClipTextModel Encoder => encoder;
@@ -29,11 +29,32 @@ public sealed class ClipPromptEncoder(ClipTokenizer tokenizer, ClipTextModel enc
         if (clipSkip < 0 || clipSkip >= encoder.Config.NumHiddenLayers)
             throw new DiffusionCacheException($"clip skip must be in 0..{encoder.Config.NumHiddenLayers - 1}, got {clipSkip}");
         using var scope = NewDisposeScope();
-        var rows = texts.Select(t => _cache.GetOrAdd((t, clipSkip), () => EncodeOne(t, clipSkip))).ToList();
+        var rows = texts.Select(t => _cache.GetOrAdd((t, clipSkip, false), () => [EncodeOne(t, clipSkip, sdxl: false).Context])[0]).ToList();
         return cat(rows, 0).MoveToOuterDisposeScope();
     }
 
-    private Tensor EncodeOne(string text, int clipSkip)
+    /// <summary>
+    /// SDXL's use of a text encoder (diffusers 0.27.2 <c>StableDiffusionXLPipeline.encode_prompt</c>): the hidden state
+    /// of layer L-1-k (<c>hidden_states[-(clip_skip + 2)]</c>), not final-normalised, [B, S, D]; and the pooled output,
+    /// projected when the encoder has a projection (<c>text_embeds</c>), [B, P].
+    /// </summary>
+    public (Tensor Hidden, Tensor Pooled) EncodeSdxl(IReadOnlyList<string> texts, int clipSkip = 0)
+    {
+        if (clipSkip < 0 || clipSkip + 1 >= encoder.Config.NumHiddenLayers + 1)
+            throw new DiffusionCacheException($"clip skip must be in 0..{encoder.Config.NumHiddenLayers - 1}, got {clipSkip}");
+        using var scope = NewDisposeScope();
+        var rows = texts.Select(t => _cache.GetOrAdd((t, clipSkip, true), () =>
+        {
+            var (context, pooled) = EncodeOne(t, clipSkip, sdxl: true);
+            return [context, pooled!];
+        })).ToList();
+        return (cat(rows.Select(r => r[0]).ToList(), 0).MoveToOuterDisposeScope(), cat(rows.Select(r => r[1]).ToList(), 0).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The token ids the encoder sees for <paramref name="text"/> (for inspection and parity checks).</summary>
+    public ClipEncoding Tokenize(string text) => tokenizer.Encode(text);
+
+    private (Tensor Context, Tensor? Pooled) EncodeOne(string text, int clipSkip, bool sdxl)
     {
         var encoding = tokenizer.Encode(text);
         if (encoding.Truncated)
@@ -42,9 +63,12 @@ public sealed class ClipPromptEncoder(ClipTokenizer tokenizer, ClipTextModel enc
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var ids = tensor(encoding.Ids.ToArray(), ScalarType.Int64).unsqueeze(0);
-        using var output = encoder.Forward(ids, outputHiddenStates: clipSkip > 0);
+        using var output = encoder.Forward(ids, outputHiddenStates: sdxl || clipSkip > 0);
+        if (sdxl)
+            return (output.HiddenStates![^(clipSkip + 2)].clone().MoveToOuterDisposeScope(),
+                (output.TextEmbeds ?? output.PooledOutput).clone().MoveToOuterDisposeScope());
         var context = clipSkip == 0 ? output.LastHiddenState : encoder.FinalLayerNorm(output.HiddenStates![^(clipSkip + 1)]);
-        return context.clone().MoveToOuterDisposeScope();
+        return (context.clone().MoveToOuterDisposeScope(), null);
     }
 
     private static string Shorten(string text) => text.Length <= 60 ? text : text[..57] + "...";

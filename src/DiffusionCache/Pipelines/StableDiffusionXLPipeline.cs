@@ -1,0 +1,215 @@
+using DiffusionCache.Caching;
+using DiffusionCache.Formats.Diffusers;
+using DiffusionCache.Models.Autoencoders;
+using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Loading;
+using DiffusionCache.Models.Text;
+using DiffusionCache.Models.UNets;
+using DiffusionCache.Pipelines.Conditioning;
+using DiffusionCache.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Pipelines;
+
+/// <summary>What SDXL's prompt encoding produces (diffusers' <c>encode_prompt</c> plus the time ids), rows already
+/// repeated per image; the negative parts are null without guidance. The caller owns the tensors.</summary>
+public sealed record SdxlConditioning(Tensor PromptEmbeds, Tensor PooledPromptEmbeds, Tensor? NegativePromptEmbeds,
+    Tensor? NegativePooledPromptEmbeds, Tensor AddTimeIds, Tensor NegativeAddTimeIds) : IDisposable
+{
+    public void Dispose()
+    {
+        foreach (var t in new[] { PromptEmbeds, PooledPromptEmbeds, NegativePromptEmbeds, NegativePooledPromptEmbeds, AddTimeIds, NegativeAddTimeIds })
+            t?.Dispose();
+    }
+}
+
+/// <summary>
+/// SDXL text-to-image from a diffusers folder (<c>unet</c>, <c>vae</c>, <c>text_encoder</c> + <c>tokenizer</c>,
+/// <c>text_encoder_2</c> + <c>tokenizer_2</c>, <c>scheduler</c>), as diffusers 0.27.2's
+/// <c>StableDiffusionXLPipeline</c>: the penultimate hidden states of both encoders side by side as the context, the
+/// second encoder's projected pooled output and six size/crop ids as the U-Net's added conditioning; sampling through
+/// the one loop with any solver and cache policy.
+/// </summary>
+public sealed class StableDiffusionXLPipeline : TextToImagePipeline
+{
+    public const string PipelineClass = "StableDiffusionXLPipeline";
+    private static readonly string[] Ignored = ["feature_extractor", "image_encoder"];
+    private static readonly string[] Components = ["unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"];
+
+    public ClipPromptEncoder Prompts1 { get; }
+    public ClipPromptEncoder Prompts2 { get; }
+    /// <summary>Zero negative embeddings when no negative prompt is given (the folder's <c>force_zeros_for_empty_prompt</c>).</summary>
+    public bool ForceZerosForEmptyPrompt { get; set; }
+
+    private StableDiffusionXLPipeline(string folder, UNet2DConditionModel unet, AutoencoderKL vae, SchedulerConfig scheduler,
+        ClipPromptEncoder prompts1, ClipPromptEncoder prompts2, IReadOnlyList<string> notes) : base(folder, unet, vae, scheduler, notes)
+    {
+        Prompts1 = prompts1;
+        Prompts2 = prompts2;
+    }
+
+    public override event Action<string>? Warning
+    {
+        add { Prompts1.Warning += value; Prompts2.Warning += value; }
+        remove { Prompts1.Warning -= value; Prompts2.Warning -= value; }
+    }
+
+    public static bool IsFolder(string dir) => ModelIndex.Exists(dir) && ModelIndex.Load(dir).ClassName == PipelineClass;
+
+    public static StableDiffusionXLPipeline Load(string folder, PipelineLoadOptions? options = null)
+    {
+        options ??= new PipelineLoadOptions();
+        var index = ModelIndex.Load(folder);
+        if (index.ClassName != PipelineClass)
+            throw new DiffusionCacheException(index.ClassName == "StableDiffusionXLImg2ImgPipeline"
+                ? $"{folder}: an SDXL refiner/img2img pipeline, which is not supported yet"
+                : $"{folder}: a {index.ClassName}, not a {PipelineClass}");
+        var notes = Ignored.Where(n => index.Components.TryGetValue(n, out var c) && c.IsPresent)
+            .Select(n => $"{n} ({index.Components[n].ClassName}) is not loaded").ToList();
+        foreach (var extra in index.Components.Values.Where(c => c.IsPresent && !Ignored.Contains(c.Name) && !Components.Contains(c.Name)))
+            throw new DiffusionCacheException($"{folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
+
+        var scheduler = SchedulerConfig.FromFile(Path.Combine(index.Require("scheduler"), "scheduler_config.json"));
+        var tokenizer1 = ClipTokenizer.Load(index.Require("tokenizer", "CLIPTokenizer", "CLIPTokenizerFast"));
+        var tokenizer2 = ClipTokenizer.Load(index.Require("tokenizer_2", "CLIPTokenizer", "CLIPTokenizerFast"));
+        string unetDir = index.Require("unet", "UNet2DConditionModel"), vaeDir = index.Require("vae", "AutoencoderKL"),
+            text1Dir = index.Require("text_encoder", "CLIPTextModel"),
+            text2Dir = index.Require("text_encoder_2", "CLIPTextModelWithProjection");
+
+        var disposables = new List<IDisposable>();
+        try
+        {
+            var unet = (UNet2DConditionModel)UNetLoader.Load(unetDir, options.Variant, options.Dtype, options.Device);
+            disposables.Add(unet);
+            if (unet.PooledTextDim is null)
+                throw new DiffusionCacheException($"{unetDir}: an SDXL U-Net needs addition_embed_type \"text_time\"");
+            bool upcast = AutoencoderKLConfig.FromFile(Path.Combine(vaeDir, "config.json")).ForceUpcast &&
+                options.Dtype is ScalarType.Float16 or ScalarType.BFloat16;
+            var vae = AutoencoderLoader.Load(vaeDir, upcast ? ScalarType.Float32 : options.Dtype, options.Device, options.Variant);
+            disposables.Add(vae);
+            var text1 = TextEncoderLoader.Load(text1Dir, options.Dtype, options.Device, options.Variant);
+            disposables.Add(text1);
+            var text2 = TextEncoderLoader.Load(text2Dir, options.Dtype, options.Device, options.Variant);
+            disposables.Add(text2);
+            if (text1.Config.HiddenSize + text2.Config.HiddenSize != unet.ContextDim)
+                throw new DiffusionCacheException($"{folder}: the text encoders' widths {text1.Config.HiddenSize} + {text2.Config.HiddenSize} differ from the U-Net's cross_attention_dim {unet.ContextDim}");
+            if (text2.Config.ProjectionDim != unet.PooledTextDim)
+                throw new DiffusionCacheException($"{folder}: text_encoder_2's projection_dim {text2.Config.ProjectionDim} differs from the U-Net's pooled width {unet.PooledTextDim} (projection_class_embeddings_input_dim - 6 x addition_time_embed_dim)");
+            return new StableDiffusionXLPipeline(folder, unet, vae, scheduler, new ClipPromptEncoder(tokenizer1, text1),
+                new ClipPromptEncoder(tokenizer2, text2), notes)
+            {
+                ForceZerosForEmptyPrompt = index.Bool("force_zeros_for_empty_prompt", true),
+            };
+        }
+        catch
+        {
+            disposables.ForEach(d => d.Dispose());
+            throw;
+        }
+    }
+
+    public override void Validate(TextToImage call)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        ValidateSize(call);
+        int b = call.Prompts.Count;
+        foreach (var (list, what) in new[] { (call.Prompts2, "second prompts"), (call.NegativePrompts, "negative prompts"), (call.NegativePrompts2, "second negative prompts") })
+            if (list is not null && list.Count != 1 && list.Count != b)
+                throw new DiffusionCacheException($"{list.Count} {what} for {b} prompts: give one, or one per prompt");
+        int layers = Math.Min(Prompts1.Encoder.Config.NumHiddenLayers, Prompts2.Encoder.Config.NumHiddenLayers);
+        if (call.ClipSkip < 0 || call.ClipSkip >= layers)
+            throw new DiffusionCacheException($"clip skip must be in 0..{layers - 1}, got {call.ClipSkip}");
+    }
+
+    /// <summary>diffusers 0.27.2's <c>encode_prompt</c> and <c>_get_add_time_ids</c> for <paramref name="call"/>.</summary>
+    public SdxlConditioning Encode(TextToImage call)
+    {
+        Validate(call);
+        using var scope = NewDisposeScope();
+        int b = call.Prompts.Count, n = call.ImagesPerPrompt;
+        static IReadOnlyList<string> Each(IReadOnlyList<string>? list, IReadOnlyList<string> fallback, int count)
+        {
+            var rows = list ?? fallback;
+            return rows.Count == count ? rows : Enumerable.Repeat(rows[0], count).ToArray();
+        }
+        IReadOnlyList<string> Repeat(IReadOnlyList<string> rows) => rows.SelectMany(r => Enumerable.Repeat(r, n)).ToArray();
+
+        var prompts2 = Each(call.Prompts2, call.Prompts, b);
+        var (embeds, pooled) = EncodePair(Repeat(call.Prompts), Repeat(prompts2), call.ClipSkip);
+        Tensor? negEmbeds = null, negPooled = null;
+        if (call.UsesGuidance)
+        {
+            if (call.NegativePrompts is null && ForceZerosForEmptyPrompt)
+                (negEmbeds, negPooled) = (zeros_like(embeds), zeros_like(pooled));
+            else
+            {
+                var negatives = Each(call.NegativePrompts, [""], b);
+                // diffusers: negative_prompt_2 = negative_prompt_2 or negative_prompt; negatives ignore clip skip.
+                (negEmbeds, negPooled) = EncodePair(Repeat(negatives), Repeat(Each(call.NegativePrompts2, negatives, b)), 0);
+            }
+        }
+        int height = call.Height ?? DefaultHeight, width = call.Width ?? DefaultWidth;
+        var ids = TimeIds(call.OriginalSize ?? (height, width), call.CropsTopLeft ?? (0, 0), call.TargetSize ?? (height, width));
+        var negIds = call.NegativeOriginalSize is { } no && call.NegativeTargetSize is { } nt
+            ? TimeIds(no, call.NegativeCropsTopLeft ?? (0, 0), nt) : ids.clone();
+        return new SdxlConditioning(embeds.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope(), negEmbeds?.MoveToOuterDisposeScope(),
+            negPooled?.MoveToOuterDisposeScope(), ids.MoveToOuterDisposeScope(), negIds.MoveToOuterDisposeScope());
+    }
+
+    private (Tensor Embeds, Tensor Pooled) EncodePair(IReadOnlyList<string> texts1, IReadOnlyList<string> texts2, int clipSkip)
+    {
+        var (h1, _) = Prompts1.EncodeSdxl(texts1, clipSkip);
+        var (h2, pooled) = Prompts2.EncodeSdxl(texts2, clipSkip);
+        return (cat([h1, h2.to(h1.dtype)], -1), pooled);
+    }
+
+    /// <summary><c>_get_add_time_ids</c>: [[original h, w, crop top, left, target h, w]], float32.</summary>
+    public static Tensor TimeIds((int Height, int Width) original, (int Top, int Left) crop, (int Height, int Width) target) =>
+        tensor(new float[] { original.Height, original.Width, crop.Top, crop.Left, target.Height, target.Width }).unsqueeze(0);
+
+    /// <summary>The sampling request: contexts and pooled embeddings [B·n, ...], and the time ids as diffusers feeds
+    /// them — <c>cat([negative, positive]).repeat(B·n, 1)</c>, rows alternating, split into the loop's
+    /// unconditional and conditional halves (which pairs rows oddly for B·n ≥ 2 with separate negative time ids: that
+    /// is diffusers 0.27.2's behaviour, kept).</summary>
+    public override SamplingRequest Request(TextToImage call)
+    {
+        using var c = Encode(call);
+        using var scope = NewDisposeScope();
+        int rows = (int)c.PromptEmbeds.shape[0];
+        int height = call.Height ?? DefaultHeight, width = call.Width ?? DefaultWidth;
+        Tensor? uncondIds = null, condIds;
+        if (call.UsesGuidance)
+        {
+            var all = cat([c.NegativeAddTimeIds, c.AddTimeIds]).repeat(rows, 1);
+            uncondIds = all[..rows].clone().DetachFromDisposeScope();
+            condIds = all[rows..].clone().DetachFromDisposeScope();
+        }
+        else condIds = c.AddTimeIds.repeat(rows, 1).DetachFromDisposeScope();
+        return new SamplingRequest
+        {
+            Steps = call.Steps,
+            Batch = rows,
+            Height = height / VaeScaleFactor,
+            Width = width / VaeScaleFactor,
+            Context = c.PromptEmbeds.clone().DetachFromDisposeScope(),
+            UnconditionalContext = c.NegativePromptEmbeds?.clone().DetachFromDisposeScope(),
+            TextEmbeds = c.PooledPromptEmbeds.clone().DetachFromDisposeScope(),
+            UnconditionalTextEmbeds = c.NegativePooledPromptEmbeds?.clone().DetachFromDisposeScope(),
+            TimeIds = condIds,
+            UnconditionalTimeIds = uncondIds,
+            GuidanceScale = call.GuidanceScale,
+            Seed = call.Seed,
+            InitialNoise = call.Latents,
+        };
+    }
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        Prompts1.Dispose();
+        Prompts2.Dispose();
+        Prompts1.Encoder.Dispose();
+        Prompts2.Encoder.Dispose();
+    }
+}

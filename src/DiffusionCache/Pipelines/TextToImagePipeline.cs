@@ -1,0 +1,87 @@
+using DiffusionCache.Caching;
+using DiffusionCache.Formats.Diffusers;
+using DiffusionCache.Models.Autoencoders;
+using DiffusionCache.Models.UNets;
+using DiffusionCache.Schedulers;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Pipelines;
+
+/// <summary>
+/// What Stable Diffusion 1.x/2.x and SDXL share: prompts in, images out through the one sampling loop. They differ
+/// only in how prompts become a <see cref="SamplingRequest"/> (<see cref="Request"/>).
+/// </summary>
+public abstract class TextToImagePipeline : LatentDiffusionPipeline
+{
+    protected TextToImagePipeline(string folder, UNet2DConditionModel unet, AutoencoderKL vae, SchedulerConfig scheduler, IReadOnlyList<string> notes)
+        : base(folder, unet, vae, scheduler)
+    {
+        Notes = notes;
+    }
+
+    /// <summary>What loading left out, for the caller to show (ignored components).</summary>
+    public IReadOnlyList<string> Notes { get; }
+    /// <summary>Told about prompts that had to be truncated (diffusers logs the same warning).</summary>
+    public abstract event Action<string>? Warning;
+
+    public int DefaultHeight => UNet.SampleSize * VaeScaleFactor;
+    public int DefaultWidth => UNet.SampleSize * VaeScaleFactor;
+
+    /// <summary>Opens a Stable Diffusion 1.x/2.x or SDXL diffusers folder by its <c>model_index.json</c>.</summary>
+    public static TextToImagePipeline Open(string folder, PipelineLoadOptions? options = null)
+    {
+        var index = ModelIndex.Load(folder);
+        return index.ClassName switch
+        {
+            StableDiffusionPipeline.PipelineClass => StableDiffusionPipeline.Load(folder, options),
+            StableDiffusionXLPipeline.PipelineClass => StableDiffusionXLPipeline.Load(folder, options),
+            var other => throw new DiffusionCacheException(
+                $"{folder}: a {other}; text-to-image supports {StableDiffusionPipeline.PipelineClass} and {StableDiffusionXLPipeline.PipelineClass}"),
+        };
+    }
+
+    /// <summary>Whether <paramref name="dir"/> is a diffusers folder of a text-to-image pipeline we run.</summary>
+    public static bool IsTextToImageFolder(string dir) => StableDiffusionPipeline.IsFolder(dir) || StableDiffusionXLPipeline.IsFolder(dir);
+
+    /// <summary>Checks a call before any work: prompts, sizes (multiples of 8 and of the VAE's factor), clip skip.</summary>
+    public abstract void Validate(TextToImage call);
+
+    /// <summary>The sampling request for <paramref name="call"/>; the caller disposes its tensors
+    /// (<see cref="Release"/>), as <see cref="Generate(IScheduler, TextToImage, ICachePolicy?, IReadOnlyList{IStepObserver}?, CancellationToken)"/> does.</summary>
+    public abstract SamplingRequest Request(TextToImage call);
+
+    /// <summary>Frees the conditioning tensors of a request made by <see cref="Request"/>.</summary>
+    public static void Release(SamplingRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        foreach (var t in new[] { request.Context, request.UnconditionalContext, request.TextEmbeds, request.UnconditionalTextEmbeds,
+                     request.TimeIds, request.UnconditionalTimeIds })
+            t?.Dispose();
+    }
+
+    /// <summary>Text to images: [B·n, 3, H, W] in [-1, 1].</summary>
+    public Tensor Generate(IScheduler scheduler, TextToImage call, ICachePolicy? policy = null,
+        IReadOnlyList<IStepObserver>? observers = null, CancellationToken cancel = default)
+    {
+        var request = Request(call);
+        try
+        {
+            return Generate(scheduler, request, policy, observers, cancel);
+        }
+        finally
+        {
+            Release(request);
+        }
+    }
+
+    /// <summary>Sizes must be positive multiples of 8 and of the VAE's factor.</summary>
+    protected void ValidateSize(TextToImage call)
+    {
+        int height = call.Height ?? DefaultHeight, width = call.Width ?? DefaultWidth;
+        int factor = Math.Max(8, VaeScaleFactor);
+        if (height <= 0 || width <= 0 || height % factor != 0 || width % factor != 0)
+            throw new DiffusionCacheException($"height and width must be positive multiples of {factor}, got {height}x{width}");
+        if (call.ImagesPerPrompt < 1) throw new DiffusionCacheException($"images per prompt must be at least 1, got {call.ImagesPerPrompt}");
+        if (call.Prompts.Count == 0) throw new DiffusionCacheException("at least one prompt is needed");
+    }
+}
