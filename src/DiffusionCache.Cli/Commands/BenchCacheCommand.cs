@@ -40,19 +40,20 @@ internal static class BenchCacheCommand
         var profile = new Option<string?>("--profile") { Description = "Block Caching profile (default: the model's shipped profile when it matches, else one is measured)" };
         var output = new Option<string>("--out") { Description = "folder for bench-cache.md/.json and the speed-vs-delta plot", DefaultValueFactory = _ => "out/bench-cache" };
         var json = new Option<string?>("--json") { Description = "also write the rows as JSON to this file" };
+        var profileConditions = new Option<int>("--profile-conditions") { Description = "conditions of the Block Caching profile measured when none is given (x 1 seed)", DefaultValueFactory = _ => 4 };
         var prompts = new Option<string?>("--prompts") { Description = "Stable Diffusion folders: a prompt file (one per line) for the batch rows and the profile's conditions" };
         var command = new Command("bench-cache", "compare caching configurations side by side: speed, MACs, memory, fidelity")
-            { model, solver, steps, guidance, batch, latent, repeats, intervals, branch, deltas, profile, output, json, prompts };
+            { model, solver, steps, guidance, batch, latent, repeats, intervals, branch, deltas, profile, output, json, prompts, profileConditions };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(new Settings(
             parse.GetValue(model)!, parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch),
             parse.GetValue(latent), parse.GetValue(repeats), Numbers(parse.GetValue(intervals)!, "--deepcache").Select(x => (int)x).ToArray(),
             parse.GetValue(branch), parse.GetValue(deltas) is string d ? Numbers(d, "--deltas") : null, parse.GetValue(profile),
-            parse.GetValue(output)!, parse.GetValue(json), parse.GetValue(prompts)), cancel))));
+            parse.GetValue(output)!, parse.GetValue(json), parse.GetValue(prompts), parse.GetValue(profileConditions)), cancel))));
         return command;
     }
 
     private sealed record Settings(string Model, string Solver, int Steps, double Guidance, int Batch, int? Latent, int Repeats,
-        int[] Intervals, int Branch, double[]? Deltas, string? Profile, string Out, string? Json, string? Prompts);
+        int[] Intervals, int Branch, double[]? Deltas, string? Profile, string Out, string? Json, string? Prompts, int ProfileConditions);
 
     private static double[] Numbers(string list, string option)
     {
@@ -69,7 +70,8 @@ internal static class BenchCacheCommand
 
     private static int Execute(Settings s, CancellationToken cancel)
     {
-        if (s.Steps < 1 || s.Batch < 1 || s.Repeats < 1) throw new DiffusionCacheException("--steps, --batch and --repeats must be positive");
+        if (s.Steps < 1 || s.Batch < 1 || s.Repeats < 1 || s.ProfileConditions < 1)
+            throw new DiffusionCacheException("--steps, --batch, --repeats and --profile-conditions must be positive");
         if (s.Intervals.Any(n => n < 1)) throw new DiffusionCacheException("DeepCache intervals must be at least 1");
         if (s.Deltas?.Any(d => !(d > 0)) == true) throw new DiffusionCacheException("Block Caching thresholds must be positive");
         using var target = BenchTargets.Open(DefaultPaths.Resolve(s.Model), s.Solver, s.Guidance, s.Batch, s.Latent,
@@ -143,7 +145,7 @@ internal static class BenchCacheCommand
             Console.WriteLine($"Block Caching profile: {path}");
             return shipped;
         }
-        int conditions = Math.Min(4, target.MaxProfileConditions);
+        int conditions = Math.Min(s.ProfileConditions, target.MaxProfileConditions);
         Console.WriteLine($"Block Caching profile: measuring one ({conditions} conditions x 1 seed)");
         var inputs = target.ProfileInputs(conditions, 1);
         using var disposeInputs = inputs as IDisposable;

@@ -17,7 +17,7 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var config = new Option<string>("--unet-config") { Description = "sd15, sd21, or a config.json / model folder", DefaultValueFactory = _ => "sd15" };
+        var config = new Option<string>("--unet-config") { Description = "sd15, sd21, sdxl, or a config.json / model folder", DefaultValueFactory = _ => "sd15" };
         var latent = new Option<int>("--latent") { Description = "latent side", DefaultValueFactory = _ => 32 };
         var batch = new Option<int>("--batch") { Description = "batch size (2 = one image with classifier-free guidance)", DefaultValueFactory = _ => 2 };
         var runs = new Option<int>("--runs") { Description = "timed runs", DefaultValueFactory = _ => 10 };
@@ -125,13 +125,21 @@ internal static class BenchCommand
         _ => throw new DiffusionCacheException($"--load supports UNet2DConditionModel configs, not {model.ClassName}"),
     };
 
+    /// <summary>The U-Net configs benchmarks can build with random weights, by the name the options take.</summary>
+    internal static IReadOnlyDictionary<string, (string Name, UNet2DConditionConfig Config)> NamedConfigs { get; } =
+        new Dictionary<string, (string, UNet2DConditionConfig)>(StringComparer.Ordinal)
+        {
+            ["sd15"] = ("SD-1.5", UNet2DConditionConfig.StableDiffusion15),
+            ["sd21"] = ("SD-2.1", UNet2DConditionConfig.StableDiffusion21),
+            ["sdxl"] = ("SDXL base", UNet2DConditionConfig.StableDiffusionXL),
+        };
+
     internal static DiffusionUNet CreateModel(string name) => name switch
     {
-        "sd15" => new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion15),
-        "sd21" => new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion21),
+        _ when NamedConfigs.TryGetValue(name, out var named) => new UNet2DConditionModel(named.Config),
         _ when Directory.Exists(name) => UNetLoader.Create(name),
         _ when File.Exists(name) => UNetLoader.Create(Path.GetDirectoryName(Path.GetFullPath(name))!),
-        _ => throw new DiffusionCacheException($"--unet-config '{name}': expected sd15, sd21, or an existing config.json or model folder"),
+        _ => throw new DiffusionCacheException($"--unet-config '{name}': expected sd15, sd21, sdxl, or an existing config.json or model folder"),
     };
 
     /// <summary>Random N(0,1) sample and context (class labels, SDXL's pooled embeddings and time ids as zeros).</summary>

@@ -41,11 +41,11 @@ internal static class BenchTargets
         _ when TextToImagePipeline.IsTextToImageFolder(model) => new TextToImageTarget(TextToImagePipeline.Open(model), solver, guidance, batch, latent,
             prompts ?? throw new DiffusionCacheException($"{model} is a text-to-image model: give --prompts FILE (one prompt per line)")),
         _ when prompts is not null => throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder; {model} is not one"),
-        "sd15" => new UNetTarget(new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion15), "SD-1.5 U-Net (random weights)", solver, guidance, batch, latent ?? 32),
-        "sd21" => new UNetTarget(new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion21), "SD-2.1 U-Net (random weights)", solver, guidance, batch, latent ?? 32),
+        _ when BenchCommand.NamedConfigs.TryGetValue(model, out var named) =>
+            new UNetTarget(new UNet2DConditionModel(named.Config), $"{named.Name} U-Net (random weights)", solver, guidance, batch, latent ?? 32),
         _ when File.Exists(Path.Combine(model, "model_index.json")) => new PipelineTarget(ClassConditionalPipeline.Load(model), solver, guidance, batch),
         _ when File.Exists(Path.Combine(model, "config.json")) => OpenUNet(model, solver, guidance, batch, latent),
-        _ => throw new DiffusionCacheException($"--model '{model}': expected sd15, sd21, a pipeline folder or a U-Net folder"),
+        _ => throw new DiffusionCacheException($"--model '{model}': expected sd15, sd21, sdxl, a pipeline folder or a U-Net folder"),
     };
 
     private static Target OpenUNet(string dir, string solver, double guidance, int batch, int? latent)
@@ -137,7 +137,7 @@ internal static class BenchTargets
         private readonly SchedulerConfig _scheduler;
         private readonly double _guidance;
         private readonly int _batch, _side;
-        private readonly Tensor? _context, _uncond, _labels;
+        private readonly Tensor? _context, _uncond, _labels, _textEmbeds, _uncondTextEmbeds, _timeIds;
 
         public UNetTarget(DiffusionUNet unet, string description, string solver, double guidance, int batch, int side)
         {
@@ -154,6 +154,14 @@ internal static class BenchTargets
                 _uncond = randn([batch, 77, d], generator: g).DetachFromDisposeScope();
             }
             if (unet.NumClassEmbeds is int n) _labels = tensor(Enumerable.Range(0, batch).Select(i => (long)(i % n)).ToArray()).DetachFromDisposeScope();
+            if (unet is UNet2DConditionModel { PooledTextDim: int pooled })
+            {
+                // SDXL: random pooled embeddings, and the size ids of an image of the latent's size, uncropped.
+                _textEmbeds = randn([batch, pooled], generator: g).DetachFromDisposeScope();
+                _uncondTextEmbeds = randn([batch, pooled], generator: g).DetachFromDisposeScope();
+                float px = side * 8f;
+                _timeIds = tensor(new[] { px, px, 0f, 0f, px, px }).unsqueeze(0).repeat(batch, 1).DetachFromDisposeScope();
+            }
         }
 
         public override DiffusionUNet UNet => _unet;
@@ -173,6 +181,7 @@ internal static class BenchTargets
                 Steps = steps, Batch = _batch, Height = _side, Width = _side, Context = _context,
                 UnconditionalContext = _context is null || _guidance == 1.0 ? null : _uncond,
                 ClassLabels = _labels, GuidanceScale = _guidance, Seed = 0,
+                TextEmbeds = _textEmbeds, UnconditionalTextEmbeds = _uncondTextEmbeds, TimeIds = _timeIds, UnconditionalTimeIds = _timeIds,
             };
             return CachedSampling.Sample(_unet, scheduler, request, policy);
         }
@@ -182,9 +191,7 @@ internal static class BenchTargets
 
         public override void Dispose()
         {
-            _context?.Dispose();
-            _uncond?.Dispose();
-            _labels?.Dispose();
+            foreach (var t in new[] { _context, _uncond, _labels, _textEmbeds, _uncondTextEmbeds, _timeIds }) t?.Dispose();
             _unet.Dispose();
         }
     }

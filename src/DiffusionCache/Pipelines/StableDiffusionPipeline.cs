@@ -55,15 +55,16 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
             throw new DiffusionCacheException($"{folder}: a {index.ClassName}, not a {PipelineClass}");
         var notes = Ignored.Where(n => index.Components.TryGetValue(n, out var c) && c.IsPresent)
             .Select(n => $"{n} ({index.Components[n].ClassName}) is not loaded: DiffusionCache runs no {n.Replace('_', ' ')}").ToList();
-        foreach (var extra in index.Components.Values.Where(c => c.IsPresent && !Ignored.Contains(c.Name) &&
-                     c.Name is not ("unet" or "vae" or "text_encoder" or "tokenizer" or "scheduler")))
-            throw new DiffusionCacheException($"{folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
 
         var schedulerDir = index.Require("scheduler");
         var scheduler = SchedulerConfig.FromFile(Path.Combine(schedulerDir, "scheduler_config.json"));
         var tokenizer = ClipTokenizer.Load(index.Require("tokenizer", "CLIPTokenizer", "CLIPTokenizerFast"));
         string unetDir = index.Require("unet", "UNet2DConditionModel"), vaeDir = index.Require("vae", "AutoencoderKL"),
             textDir = index.Require("text_encoder", "CLIPTextModel");
+
+        foreach (var extra in index.Components.Values.Where(c => c.IsPresent && !Ignored.Contains(c.Name) &&
+                     c.Name is not ("unet" or "vae" or "text_encoder" or "tokenizer" or "scheduler")))
+            throw new DiffusionCacheException($"{folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
 
         var disposables = new List<IDisposable>();
         try

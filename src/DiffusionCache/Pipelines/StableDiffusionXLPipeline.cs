@@ -67,8 +67,6 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
                 : $"{folder}: a {index.ClassName}, not a {PipelineClass}");
         var notes = Ignored.Where(n => index.Components.TryGetValue(n, out var c) && c.IsPresent)
             .Select(n => $"{n} ({index.Components[n].ClassName}) is not loaded").ToList();
-        foreach (var extra in index.Components.Values.Where(c => c.IsPresent && !Ignored.Contains(c.Name) && !Components.Contains(c.Name)))
-            throw new DiffusionCacheException($"{folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
 
         var scheduler = SchedulerConfig.FromFile(Path.Combine(index.Require("scheduler"), "scheduler_config.json"));
         var tokenizer1 = ClipTokenizer.Load(index.Require("tokenizer", "CLIPTokenizer", "CLIPTokenizerFast"));
@@ -76,6 +74,9 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
         string unetDir = index.Require("unet", "UNet2DConditionModel"), vaeDir = index.Require("vae", "AutoencoderKL"),
             text1Dir = index.Require("text_encoder", "CLIPTextModel"),
             text2Dir = index.Require("text_encoder_2", "CLIPTextModelWithProjection");
+
+        foreach (var extra in index.Components.Values.Where(c => c.IsPresent && !Ignored.Contains(c.Name) && !Components.Contains(c.Name)))
+            throw new DiffusionCacheException($"{folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
 
         var disposables = new List<IDisposable>();
         try

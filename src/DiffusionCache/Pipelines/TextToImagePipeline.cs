@@ -35,6 +35,7 @@ public abstract class TextToImagePipeline : LatentDiffusionPipeline
         {
             StableDiffusionPipeline.PipelineClass => StableDiffusionPipeline.Load(folder, options),
             StableDiffusionXLPipeline.PipelineClass => StableDiffusionXLPipeline.Load(folder, options),
+            "StableDiffusionXLImg2ImgPipeline" => throw new DiffusionCacheException($"{folder}: an SDXL refiner/img2img pipeline, which is not supported yet"),
             var other => throw new DiffusionCacheException(
                 $"{folder}: a {other}; text-to-image supports {StableDiffusionPipeline.PipelineClass} and {StableDiffusionXLPipeline.PipelineClass}"),
         };

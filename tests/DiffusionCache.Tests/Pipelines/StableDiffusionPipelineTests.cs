@@ -155,16 +155,6 @@ public sealed class StableDiffusionPipelineTests : IDisposable
 /// <summary>Folders that are not a Stable Diffusion pipeline we can run: one message naming the problem.</summary>
 public sealed class StableDiffusionPipelineLoadErrorTests
 {
-    private static void CopyFolder(string from, string to)
-    {
-        foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories))
-            Directory.CreateDirectory(dir.Replace(from, to, StringComparison.Ordinal));
-        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
-            File.Copy(file, file.Replace(from, to, StringComparison.Ordinal));
-        foreach (var file in Directory.GetFiles(to, "*", SearchOption.AllDirectories))
-            File.SetAttributes(file, FileAttributes.Normal);   // the golden copies are read-only
-    }
-
     [Fact]
     public void AFolderWithoutModelIndexIsNotAPipeline()
     {
@@ -176,7 +166,7 @@ public sealed class StableDiffusionPipelineLoadErrorTests
     public void AnUnsupportedComponentClassIsNamed()
     {
         using var dir = new TempFolder();
-        CopyFolder(StableDiffusionPipelineTests.Folder, dir.Path);
+        FolderCopy.Copy(StableDiffusionPipelineTests.Folder, dir.Path);
         string index = dir.File("model_index.json");
         File.WriteAllText(index, File.ReadAllText(index).Replace("\"AutoencoderKL\"", "\"AutoencoderTiny\""));
         Assert.Contains("AutoencoderTiny", Assert.Throws<DiffusionCacheException>(() => StableDiffusionPipeline.Load(dir.Path)).Message);
@@ -186,7 +176,7 @@ public sealed class StableDiffusionPipelineLoadErrorTests
     public void ATokenizerFolderMissingAFileIsNamed()
     {
         using var dir = new TempFolder();
-        CopyFolder(StableDiffusionPipelineTests.Folder, dir.Path);
+        FolderCopy.Copy(StableDiffusionPipelineTests.Folder, dir.Path);
         File.Delete(Path.Combine(dir.Path, "tokenizer", "merges.txt"));
         Assert.Contains("merges.txt", Assert.Throws<DiffusionCacheException>(() => StableDiffusionPipeline.Load(dir.Path)).Message);
     }

@@ -74,6 +74,8 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
     private readonly Tensor[] _conditions;
     private readonly Tensor? _uncond;
     private readonly Tensor[] _labels;
+    private readonly Tensor[] _pooled = [];
+    private readonly Tensor? _uncondPooled, _timeIds;
 
     public RandomContextProfileInputs(DiffusionUNet unet, int numConditions, int numSeeds, double guidanceScale,
         int contextLength = 77, int? resolution = null)
@@ -93,6 +95,15 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
         {
             _conditions = [.. Enumerable.Range(0, numConditions).Select(p => Context(p + 1, contextLength, d))];
             _uncond = Context(0, contextLength, d);
+            if (unet is UNet2DConditionModel { PooledTextDim: int pooled })
+            {
+                // SDXL: pooled embeddings like the contexts (condition p: seed 1001+p, unconditional: 1000), and the
+                // size ids of an uncropped image of the latent's size.
+                _pooled = [.. Enumerable.Range(0, numConditions).Select(p => Pooled(1001 + p, pooled))];
+                _uncondPooled = Pooled(1000, pooled);
+                float px = Side * 8f;
+                _timeIds = tensor(new[] { px, px, 0f, 0f, px, px }).unsqueeze(0).DetachFromDisposeScope();
+            }
             GuidanceScale = guidanceScale;
             Description = $"random N(0,1) contexts [1,{contextLength},{d}] (condition p: seed p+1, unconditional: seed 0), " +
                 $"guidance {guidanceScale}; noise: seed s";
@@ -119,6 +130,12 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
         return randn([1, length, dim], ScalarType.Float32, generator: generator).DetachFromDisposeScope();
     }
 
+    private static Tensor Pooled(long seed, int dim)
+    {
+        using var generator = new Generator((ulong)seed);
+        return randn([1, dim], ScalarType.Float32, generator: generator).DetachFromDisposeScope();
+    }
+
     public SamplingRequest Request(int condition, int seed) => new()
     {
         Steps = 1,
@@ -130,12 +147,18 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
         ClassLabels = _labels.Length == 0 ? null : _labels[condition],
         GuidanceScale = GuidanceScale,
         Seed = seed,
+        TextEmbeds = _pooled.Length > 0 ? _pooled[condition] : null,
+        UnconditionalTextEmbeds = _uncondPooled,
+        TimeIds = _timeIds,
+        UnconditionalTimeIds = _timeIds,
     };
 
     public void Dispose()
     {
-        foreach (var t in _conditions.Concat(_labels)) t.Dispose();
+        foreach (var t in _conditions.Concat(_labels).Concat(_pooled)) t.Dispose();
         _uncond?.Dispose();
+        _uncondPooled?.Dispose();
+        _timeIds?.Dispose();
     }
 }
 

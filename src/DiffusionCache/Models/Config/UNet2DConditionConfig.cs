@@ -74,6 +74,25 @@ public sealed record UNet2DConditionConfig
         UpcastAttention = true,
     };
 
+    /// <summary>SDXL 1.0 base's U-Net: three levels [320, 640, 1280], 1/2/10 transformer layers, 2048-d context from
+    /// two text encoders, text_time added conditioning (1280-d pooled embedding + 6 size ids of 256 each).</summary>
+    public static UNet2DConditionConfig StableDiffusionXL { get; } = new()
+    {
+        SampleSize = 128,
+        DownBlockTypes = ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        UpBlockTypes = ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        OnlyCrossAttention = [false, false, false],
+        BlockOutChannels = [320, 640, 1280],
+        LayersPerBlock = [2, 2, 2],
+        CrossAttentionDim = [2048, 2048, 2048],
+        TransformerLayersPerBlock = [1, 2, 10],
+        NumAttentionHeads = [5, 10, 20],
+        UseLinearProjection = true,
+        AdditionEmbedType = "text_time",
+        AdditionTimeEmbedDim = 256,
+        ProjectionClassEmbeddingsInputDim = 2816,
+    };
+
     public static UNet2DConditionConfig FromFile(string path)
     {
         var reader = ConfigReader.FromFile(path, out var doc);

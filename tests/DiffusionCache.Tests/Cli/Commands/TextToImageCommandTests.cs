@@ -98,3 +98,19 @@ public sealed class TextToImageCommandTests
         Assert.NotEqual(0, CliApp.Run("generate", "--model", Model, "--steps", "2"));
     }
 }
+
+/// <summary>The same CLI path with an SDXL folder.</summary>
+public sealed class SdxlTextToImageCommandTests
+{
+    [Fact]
+    public void Generate_runs_an_sdxl_folder()
+    {
+        using var dir = new TempFolder();
+        int rc = CliApp.Run("generate", "--model", Golden.Path("sdxl", "models", "sdxl-tiny"), "--prompt", "a tiny robot",
+            "--steps", "3", "--seeds", "1", "--height", "16", "--width", "24", "--guidance", "5", "--cache", "deepcache:2", "--out", dir.Path);
+        Assert.Equal(0, rc);
+        using var bitmap = SKBitmap.Decode(dir.File("seed0.png"));
+        Assert.Equal((24, 16), (bitmap.Width, bitmap.Height));
+        Assert.Contains("Sampler: EulerDiscreteScheduler", PngImage.ReadText(dir.File("seed0.png"))["parameters"]);
+    }
+}
