@@ -188,3 +188,19 @@ public sealed class StableDiffusionPipelineLoadErrorTests
             () => StableDiffusionPipeline.Load(Golden.Path("sdxl", "models", "sdxl-tiny"))).Message);
     }
 }
+
+/// <summary>The C# example of the README, as written there (only the folder and file paths differ).</summary>
+public sealed class ReadmeExampleTests
+{
+    [Fact]
+    public void TheReadmeSnippetRuns()
+    {
+        using var dir = new TempFolder();
+        using var sd = StableDiffusionPipeline.Load(StableDiffusionPipelineTests.Folder);
+        using var scheduler = sd.CreateScheduler("ddim");
+        using var cache = new DeepCachePolicy(sd.UNet, DeepCacheSchedule.Uniform(3), branch: 0);
+        using var images = sd.Generate(scheduler, new TextToImage { Prompts = ["a red fox in snow"], Steps = 25, Seed = 1 }, cache);
+        DiffusionCache.Formats.Images.PngImage.Write(dir.File("fox.png"), images[0]);
+        Assert.True(File.Exists(dir.File("fox.png")));
+    }
+}
