@@ -8,12 +8,14 @@ using static TorchSharp.torch;
 namespace DiffusionCache.Cli.Commands;
 
 /// <summary><c>diffcache generate</c>: the main job. Samples every class of the embedded model for a few seeds
-/// and writes a labelled grid PNG.</summary>
+/// and writes a labelled grid PNG; with a Stable Diffusion folder or single-file checkpoint and <c>--prompt</c>,
+/// text-to-image.</summary>
 internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "a Stable Diffusion 1.x/2.x or SDXL diffusers folder (with --prompt), or a class-conditional pipeline folder (default: the embedded model)", DefaultValueFactory = _ => TrainCommand.DefaultModel };
+        var model = new Option<string>("--model") { Description = "a Stable Diffusion 1.x/2.x or SDXL diffusers folder, or an SD 1.x/2.x single-file checkpoint (.safetensors in the original LDM layout, as A1111/ComfyUI load; with --prompt), or a class-conditional pipeline folder (default: the embedded model)", DefaultValueFactory = _ => TrainCommand.DefaultModel };
+        var config = new Option<string?>("--config") { Description = "with a single-file --model: a diffusers Stable Diffusion folder whose unet, vae, text_encoder and scheduler configs (and tokenizer) describe the checkpoint (default: the family's defaults; SD 2.x: 768x768 v-prediction)" };
         var output = new Option<string?>("--out") { Description = "the grid PNG to write (embedded model; default out/samples.png), or the folder for one PNG per image (text-to-image; default out)" };
         var seeds = new Option<int>("--seeds") { Description = "seeds to sample (consecutive from --seed): grid columns, or one image each per prompt", DefaultValueFactory = _ => 4 };
         var steps = new Option<int>("--steps") { Description = "denoising steps", DefaultValueFactory = _ => 50 };
@@ -30,22 +32,25 @@ internal static class GenerateCommand
         var clipSkip = new Option<int>("--clip-skip") { Description = "text-to-image: condition on layer L-k of the text encoder (0 = last layer)", DefaultValueFactory = _ => 0 };
         var command = new Command("generate", "the main job: sample every class of the embedded model as a labelled grid, or text-to-image with a Stable Diffusion folder")
         {
-            model, output, seeds, steps, guidance, solver, firstSeed, cache, prompt, negative, size, height, width, perPrompt, clipSkip,
+            model, config, output, seeds, steps, guidance, solver, firstSeed, cache, prompt, negative, size, height, width, perPrompt, clipSkip,
         };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
         {
             string modelDir = DefaultPaths.Resolve(parse.GetValue(model)!);
-            string? text = parse.GetValue(prompt);
-            if (TextToImagePipeline.IsTextToImageFolder(modelDir))
+            string? text = parse.GetValue(prompt), configDir = parse.GetValue(config);
+            bool singleFile = File.Exists(modelDir);
+            if (configDir is not null && !singleFile)
+                throw new DiffusionCacheException($"--config describes a single-file checkpoint; {modelDir} is not a file");
+            if (singleFile || TextToImagePipeline.IsTextToImageFolder(modelDir))
             {
                 if (text is null) throw new DiffusionCacheException($"{modelDir} is a text-to-image model: give --prompt");
                 return TextToImageJob.Run(new TextToImageArgs(modelDir, text, parse.GetValue(negative), parse.GetValue(output) ?? "out",
                     parse.GetValue(seeds), parse.GetValue(firstSeed), parse.GetValue(steps), parse.GetValue(guidance) ?? 7.5, parse.GetValue(solver),
                     parse.GetValue(height) ?? parse.GetValue(size), parse.GetValue(width) ?? parse.GetValue(size), parse.GetValue(perPrompt),
-                    parse.GetValue(clipSkip), parse.GetValue(cache)!), cancel);
+                    parse.GetValue(clipSkip), parse.GetValue(cache)!) { ConfigDir = configDir }, cancel);
             }
             if (text is not null || parse.GetValue(negative) is not null)
-                throw new DiffusionCacheException($"--prompt needs a Stable Diffusion folder; {modelDir} is not one (no model_index.json naming a StableDiffusionPipeline or StableDiffusionXLPipeline)");
+                throw new DiffusionCacheException($"--prompt needs a Stable Diffusion folder or single-file checkpoint; {modelDir} is neither (no model_index.json naming a StableDiffusionPipeline or StableDiffusionXLPipeline)");
             return Execute(modelDir, parse.GetValue(output) ?? "out/samples.png", parse.GetValue(seeds), parse.GetValue(steps),
                 parse.GetValue(guidance) ?? 4.0, parse.GetValue(solver) ?? "ddim", parse.GetValue(firstSeed), parse.GetValue(cache)!, cancel);
         })));

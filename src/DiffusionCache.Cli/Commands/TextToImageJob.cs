@@ -6,11 +6,15 @@ using DiffusionCache.Pipelines;
 
 namespace DiffusionCache.Cli.Commands;
 
-/// <summary>What <c>generate --model SD_FOLDER --prompt …</c> asks for.</summary>
+/// <summary>What <c>generate --model SD_FOLDER_OR_FILE --prompt …</c> asks for. <see cref="ModelDir"/> is a
+/// diffusers folder or a single-file checkpoint; <see cref="ConfigDir"/> describes the latter.</summary>
 internal sealed record TextToImageArgs(string ModelDir, string Prompt, string? NegativePrompt, string OutDir, int Seeds, long FirstSeed,
-    int Steps, double Guidance, string? Solver, int? Height, int? Width, int ImagesPerPrompt, int ClipSkip, string Cache);
+    int Steps, double Guidance, string? Solver, int? Height, int? Width, int ImagesPerPrompt, int ClipSkip, string Cache)
+{
+    public string? ConfigDir { get; init; }
+}
 
-/// <summary>Text-to-image with a Stable Diffusion 1.x/2.x or SDXL folder: one PNG per image, each carrying its prompt and settings in
+/// <summary>Text-to-image with a Stable Diffusion 1.x/2.x or SDXL folder, or an SD 1.x/2.x single-file checkpoint: one PNG per image, each carrying its prompt and settings in
 /// a <c>parameters</c> text chunk (the layout other Stable Diffusion tools write and read).</summary>
 internal static class TextToImageJob
 {
@@ -18,7 +22,9 @@ internal static class TextToImageJob
     {
         if (a.Seeds < 1) throw new DiffusionCacheException("--seeds must be at least 1");
         var clock = Stopwatch.StartNew();
-        using var pipeline = TextToImagePipeline.Open(a.ModelDir);
+        using TextToImagePipeline pipeline = File.Exists(a.ModelDir)
+            ? StableDiffusionPipeline.LoadSingleFile(a.ModelDir, a.ConfigDir)
+            : TextToImagePipeline.Open(a.ModelDir);
         foreach (var note in pipeline.Notes) Console.WriteLine($"note: {note}");
         pipeline.Warning += message => Console.Error.WriteLine($"warning: {message}");
         using var scheduler = pipeline.CreateScheduler(a.Solver);

@@ -1,4 +1,5 @@
 using DiffusionCache.Caching;
+using DiffusionCache.Formats.Checkpoints;
 using DiffusionCache.Formats.Diffusers;
 using DiffusionCache.Models.Autoencoders;
 using DiffusionCache.Models.Config;
@@ -21,7 +22,8 @@ public sealed record PipelineLoadOptions(ScalarType Dtype = ScalarType.Float32, 
 /// <c>vae</c>, <c>text_encoder</c>, <c>tokenizer</c>, <c>scheduler</c>), as diffusers 0.27.2's
 /// <c>StableDiffusionPipeline</c>: prompts become CLIP contexts (<see cref="ClipPromptEncoder"/>), sampling goes
 /// through the one loop with any solver and cache policy, latents are decoded by the VAE. Safety checker, feature
-/// extractor and image encoder entries are not loaded (<see cref="Notes"/> says so).
+/// extractor and image encoder entries are not loaded (<see cref="Notes"/> says so). <see cref="LoadSingleFile"/> reads
+/// the same pipeline from one original-layout checkpoint file.
 /// </summary>
 public sealed class StableDiffusionPipeline : TextToImagePipeline
 {
@@ -66,24 +68,84 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
                      c.Name is not ("unet" or "vae" or "text_encoder" or "tokenizer" or "scheduler")))
             throw new DiffusionCacheException($"{folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
 
+        return Assemble(folder, scheduler, tokenizer, notes,
+            () => (UNet2DConditionModel)UNetLoader.Load(unetDir, options.Variant, options.Dtype, options.Device),
+            () => AutoencoderLoader.Load(vaeDir, VaeDtype(AutoencoderKLConfig.FromFile(Path.Combine(vaeDir, "config.json")), options),
+                options.Device, options.Variant),
+            () => TextEncoderLoader.Load(textDir, options.Dtype, options.Device, options.Variant));
+    }
+
+    /// <summary>
+    /// Stable Diffusion 1.x/2.x from one single-file checkpoint in the original CompVis/LDM layout (the
+    /// <c>.safetensors</c> files A1111 and ComfyUI load; <see cref="LdmCheckpoint"/>): the family is told by the text
+    /// encoder's keys, each component is read through a key map in front of the same strict loaders as a folder,
+    /// streaming tensor by tensor. The configs, scheduler and tokenizer a single file lacks come from
+    /// <paramref name="configFolder"/> (a diffusers Stable Diffusion folder: its unet, vae, text_encoder and scheduler
+    /// configs and its tokenizer; no weights are read), or else from the family's defaults
+    /// (<see cref="SingleFileConfigs.Defaults"/>: SD 1.5; for SD 2.x the 768x768 <b>v-prediction</b> model, SD 2.1
+    /// 768-v, since a file cannot tell it from the 512 epsilon base: give a config folder for that one; scheduler DDIM
+    /// with SD's betas, as diffusers' <c>from_single_file</c>).
+    /// </summary>
+    /// <param name="tokenizerFolder">A tokenizer folder for when the config folder has none; default: the one shipped
+    /// in <c>models/tokenizers/</c> for the family (<see cref="SingleFileConfigs.ShippedTokenizer"/>).</param>
+    /// <exception cref="LdmCheckpointException">An SDXL, refiner or unknown checkpoint, or keys that belong nowhere.</exception>
+    /// <exception cref="Formats.Safetensors.SafetensorsException">A malformed or truncated file.</exception>
+    /// <exception cref="CheckpointMismatchException">Tensors missing or of the wrong shape for the configs (named with
+    /// their file keys).</exception>
+    public static StableDiffusionPipeline LoadSingleFile(string file, string? configFolder = null, PipelineLoadOptions? options = null,
+        string? tokenizerFolder = null)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        options ??= new PipelineLoadOptions();
+        if (options.Variant is not null)
+            throw new DiffusionCacheException($"{file}: a weights variant ('{options.Variant}') applies to diffusers folders, not to a single-file checkpoint");
+        if (Directory.Exists(file)) throw new DiffusionCacheException($"{file} is a folder, not a single-file checkpoint");
+        if (file.EndsWith(".ckpt", StringComparison.OrdinalIgnoreCase) || file.EndsWith(".pt", StringComparison.OrdinalIgnoreCase))
+            throw new DiffusionCacheException($"{file}: pickled checkpoints are not read (they can run code); convert it to .safetensors");
+
+        using var checkpoint = LdmCheckpoint.Open(file);
+        var configs = configFolder is null ? SingleFileConfigs.Defaults(checkpoint.Family) : SingleFileConfigs.FromFolder(configFolder);
+        var tokenizer = ClipTokenizer.Load(configs.TokenizerFolder ?? tokenizerFolder ?? SingleFileConfigs.ShippedTokenizer(checkpoint.Family));
+        // The maps first: a key without a place fails here, before any model is built.
+        var unetSource = checkpoint.UNet(configs.UNet);
+        var vaeSource = checkpoint.Vae(configs.Vae);
+        var textSource = checkpoint.TextEncoder(configs.TextEncoder);
+        var notes = new List<string> { $"{LdmCheckpoint.Name(checkpoint.Family)} single-file checkpoint; configs: {configs.Source}" };
+        if (checkpoint.IgnoredKeys.Count > 0)
+            notes.Add($"{checkpoint.IgnoredKeys.Count} tensors of the file are not weights the pipeline uses (LDM training buffers, EMA copy): not loaded");
+
+        return Assemble(file, configs.Scheduler, tokenizer, notes,
+            () => ComponentLoader.LoadWeights(new UNet2DConditionModel(configs.UNet), unetSource, options.Dtype, options.Device),
+            () => ComponentLoader.LoadWeights(new AutoencoderKL(configs.Vae), vaeSource, VaeDtype(configs.Vae, options), options.Device),
+            () => ComponentLoader.LoadWeights(new ClipTextModel(configs.TextEncoder), textSource, options.Dtype, options.Device,
+                TextEncoderLoader.IsWeight));
+    }
+
+    /// <summary>A VAE that asks for it (<c>force_upcast</c>) stays in float32 under a half-precision type.</summary>
+    private static ScalarType VaeDtype(AutoencoderKLConfig vae, PipelineLoadOptions options) =>
+        vae.ForceUpcast && options.Dtype is ScalarType.Float16 or ScalarType.BFloat16 ? ScalarType.Float32 : options.Dtype;
+
+    /// <summary>What both ways of loading share: load the components in order, check that they fit together, and
+    /// dispose what was loaded if anything fails.</summary>
+    private static StableDiffusionPipeline Assemble(string origin, SchedulerConfig scheduler, ClipTokenizer tokenizer, IReadOnlyList<string> notes,
+        Func<UNet2DConditionModel> loadUNet, Func<AutoencoderKL> loadVae, Func<ClipTextModel> loadText)
+    {
         var disposables = new List<IDisposable>();
         try
         {
-            var unet = (UNet2DConditionModel)UNetLoader.Load(unetDir, options.Variant, options.Dtype, options.Device);
+            var unet = loadUNet();
             disposables.Add(unet);
-            bool upcast = AutoencoderKLConfig.FromFile(Path.Combine(vaeDir, "config.json")).ForceUpcast &&
-                options.Dtype is ScalarType.Float16 or ScalarType.BFloat16;
-            var vae = AutoencoderLoader.Load(vaeDir, upcast ? ScalarType.Float32 : options.Dtype, options.Device, options.Variant);
+            var vae = loadVae();
             disposables.Add(vae);
-            var text = TextEncoderLoader.Load(textDir, options.Dtype, options.Device, options.Variant);
+            var text = loadText();
             disposables.Add(text);
             if (text.Config.HiddenSize != unet.ContextDim)
-                throw new DiffusionCacheException($"{folder}: the text encoder's hidden size {text.Config.HiddenSize} differs from the U-Net's cross_attention_dim {unet.ContextDim}");
+                throw new DiffusionCacheException($"{origin}: the text encoder's hidden size {text.Config.HiddenSize} differs from the U-Net's cross_attention_dim {unet.ContextDim}");
             if (vae.LatentChannels != unet.InChannels)
-                throw new DiffusionCacheException($"{folder}: the VAE has {vae.LatentChannels} latent channels, the U-Net takes {unet.InChannels}");
+                throw new DiffusionCacheException($"{origin}: the VAE has {vae.LatentChannels} latent channels, the U-Net takes {unet.InChannels}");
             if (tokenizer.VocabSize > text.Config.VocabSize)
-                throw new DiffusionCacheException($"{folder}: the tokenizer has {tokenizer.VocabSize} ids, the text encoder {text.Config.VocabSize}");
-            return new StableDiffusionPipeline(folder, unet, vae, scheduler, new ClipPromptEncoder(tokenizer, text), notes);
+                throw new DiffusionCacheException($"{origin}: the tokenizer has {tokenizer.VocabSize} ids, the text encoder {text.Config.VocabSize}");
+            return new StableDiffusionPipeline(origin, unet, vae, scheduler, new ClipPromptEncoder(tokenizer, text), notes);
         }
         catch
         {

@@ -92,9 +92,29 @@ public sealed class SafetensorsFile : IDisposable
 
     /// <summary><see cref="Load(string, torch.ScalarType?, torch.Device?)"/> with the read piece size as a
     /// parameter, so tests can exercise the multi-piece path on small tensors.</summary>
-    internal torch.Tensor Load(string name, torch.ScalarType? dtype, torch.Device? device, int chunkBytes)
+    internal torch.Tensor Load(string name, torch.ScalarType? dtype, torch.Device? device, int chunkBytes) =>
+        Read(Entry(name), dtype, device, chunkBytes);
+
+    /// <summary>A view of part of a stored tensor, for readers that rename or reshape what a file holds (single-file
+    /// checkpoints): <paramref name="shape"/>'s elements of the stored type, starting <paramref name="byteOffset"/>
+    /// bytes into <paramref name="stored"/>'s data; only those bytes are read. The range must lie inside the stored
+    /// tensor.</summary>
+    internal SafetensorsEntry View(string stored, string viewName, long byteOffset, long[] shape)
     {
-        var entry = Entry(name);
+        var entry = Entry(stored);
+        long bytes = shape.Aggregate(1L, (a, b) => checked(a * b)) * entry.DType.ByteSize();
+        if (byteOffset < 0 || bytes < 0 || byteOffset + bytes > entry.ByteLength)
+            throw new SafetensorsException(FilePath, stored,
+                $"a view of {bytes} bytes at offset {byteOffset} does not fit in its {entry.ByteLength} bytes");
+        return new SafetensorsEntry(viewName, entry.DType, shape, entry.Begin + byteOffset, entry.Begin + byteOffset + bytes);
+    }
+
+    /// <summary>Reads a view made by <see cref="View"/>, as <see cref="Load(string, torch.ScalarType?, torch.Device?)"/> reads a tensor.</summary>
+    internal torch.Tensor Load(SafetensorsEntry view, torch.ScalarType? dtype = null, torch.Device? device = null) =>
+        Read(view, dtype, device, TensorMemory.DefaultChunkBytes);
+
+    private torch.Tensor Read(SafetensorsEntry entry, torch.ScalarType? dtype, torch.Device? device, int chunkBytes)
+    {
         var tensor = torch.empty(entry.Shape, entry.DType.ToScalarType());
         try
         {

@@ -18,16 +18,20 @@ public static class StateDictLoader
         foreach (var (name, p) in module.named_parameters()) targets[name] = p;
         foreach (var (name, b) in module.named_buffers()) targets[name] = b;
 
+        // A renamed source (a single-file checkpoint) names each tensor's file key too: that is the name its owner knows.
+        Func<string, string> show = source is IRenamedTensorSource renamed
+            ? name => renamed.FileKey(name) is string key && key != name ? $"{name} (file key {key})" : name
+            : name => name;
         var names = source.Names.ToHashSet(StringComparer.Ordinal);
         var missing = targets.Keys.Where(k => !names.Contains(k)).Order(StringComparer.Ordinal).ToList();
         var unexpected = names.Where(k => !targets.ContainsKey(k)).Order(StringComparer.Ordinal).ToList();
         var mismatched = targets.Where(t => names.Contains(t.Key))
             .Select(t => (t.Key, Expected: t.Value.shape, Found: source.Entry(t.Key).Shape))
             .Where(x => !x.Expected.SequenceEqual(x.Found))
-            .Select(x => $"{x.Key}: checkpoint [{string.Join(",", x.Found)}], model [{string.Join(",", x.Expected)}]")
+            .Select(x => $"{show(x.Key)}: checkpoint [{string.Join(",", x.Found)}], model [{string.Join(",", x.Expected)}]")
             .ToList();
         if (missing.Count + unexpected.Count + mismatched.Count > 0)
-            throw new CheckpointMismatchException(source.Description, missing, unexpected, mismatched);
+            throw new CheckpointMismatchException(source.Description, missing, unexpected, mismatched, show);
 
         using var noGrad = no_grad();
         foreach (var (name, target) in targets)
@@ -39,9 +43,11 @@ public static class StateDictLoader
 }
 
 /// <summary>A checkpoint whose tensors do not match the model built from its config, listing every difference.</summary>
+/// <paramref name="show"/> writes a tensor name for the message (e.g. with the file key it has in a single-file
+/// checkpoint); the lists keep the names the model uses.
 public sealed class CheckpointMismatchException(string source, IReadOnlyList<string> missing,
-    IReadOnlyList<string> unexpected, IReadOnlyList<string> mismatched)
-    : DiffusionCacheException(Describe(source, missing, unexpected, mismatched))
+    IReadOnlyList<string> unexpected, IReadOnlyList<string> mismatched, Func<string, string>? show = null)
+    : DiffusionCacheException(Describe(source, missing.Select(show ?? (n => n)).ToList(), unexpected.Select(show ?? (n => n)).ToList(), mismatched))
 {
     public IReadOnlyList<string> Missing { get; } = missing;
     public IReadOnlyList<string> Unexpected { get; } = unexpected;

@@ -26,6 +26,13 @@ public static class TextEncoderLoader
     /// <summary>Reads <c>config.json</c> and builds the model with freshly initialised weights.</summary>
     public static ClipTextModel Create(string modelDir)
     {
+        var (config, withProjection) = ReadConfig(modelDir);
+        return new ClipTextModel(config, withProjection);
+    }
+
+    /// <summary>The folder's <c>config.json</c>, and whether <c>architectures</c> names the class with a projection.</summary>
+    public static (ClipTextConfig Config, bool WithProjection) ReadConfig(string modelDir)
+    {
         if (!Directory.Exists(modelDir)) throw new DiffusionCacheException($"{modelDir}: model folder not found");
         string path = Path.Combine(modelDir, "config.json");
         var reader = ConfigReader.FromFile(path, out var doc);
@@ -41,7 +48,7 @@ public static class TextEncoderLoader
                 _ => throw new DiffusionCacheException(
                     $"{path}: architectures [{string.Join(", ", architectures)}] is not a supported text encoder ({TextModel}, {TextModelWithProjection})"),
             };
-            return new ClipTextModel(ClipTextConfig.Read(reader), projection);
+            return (ClipTextConfig.Read(reader), projection);
         }
     }
 }

@@ -1,0 +1,255 @@
+using DiffusionCache.Formats.Safetensors;
+using DiffusionCache.Models.Config;
+using static TorchSharp.torch;
+
+namespace DiffusionCache.Formats.Checkpoints;
+
+/// <summary>The Stable Diffusion generation a single-file checkpoint belongs to, told by its text encoder's keys.</summary>
+public enum LdmFamily
+{
+    /// <summary>SD 1.x: CLIP ViT-L/14 in transformers layout under <c>cond_stage_model.transformer.</c>.</summary>
+    StableDiffusion1,
+    /// <summary>SD 2.x: OpenCLIP ViT-H/14 under <c>cond_stage_model.model.</c>.</summary>
+    StableDiffusion2,
+}
+
+/// <summary>A single-file checkpoint that is not one we can read: unknown or unsupported family, keys without a place
+/// in the model. <see cref="Keys"/> are the file keys at fault (a few of them where there are many).</summary>
+public sealed class LdmCheckpointException(string filePath, string problem, IReadOnlyList<string>? keys = null)
+    : DiffusionCacheException($"{filePath}: {problem}")
+{
+    public string FilePath { get; } = filePath;
+    public IReadOnlyList<string> Keys { get; } = keys ?? [];
+}
+
+/// <summary>
+/// A Stable Diffusion 1.x/2.x single-file checkpoint in the original CompVis/LDM layout (what A1111 and ComfyUI load):
+/// one safetensors file with the U-Net under <c>model.diffusion_model.</c>, the VAE under <c>first_stage_model.</c>
+/// and the text encoder under <c>cond_stage_model.</c>. It is read as one <see cref="ITensorSource"/> per component
+/// under diffusers/transformers names (<see cref="UNet"/>, <see cref="Vae"/>, <see cref="TextEncoder"/>), through a
+/// key map built from the component's config, in front of the same strict loaders as a diffusers folder. Tensors are
+/// read from the file on demand, one at a time, only the bytes each diffusers tensor needs.
+/// <para>Strict: every key of the file must be a weight of a component or one of the LDM layout's known non-weights
+/// (<see cref="IgnoredKeys"/>); anything else is an error naming it.</para>
+/// </summary>
+public sealed class LdmCheckpoint : IDisposable
+{
+    /// <summary>Buffers of CompVis' <c>LatentDiffusion</c> training module (the DDPM schedule, the EMA counters):
+    /// saved in the file, never read by diffusers.</summary>
+    public static readonly IReadOnlySet<string> TrainingBuffers = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+        "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_variance",
+        "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2", "logvar",
+        "model_ema.decay", "model_ema.num_updates",
+    };
+
+    /// <summary>The EMA copy of the U-Net some full checkpoints carry beside the weights; diffusers 0.27.2 loads the
+    /// non-EMA weights unless asked (<c>extract_ema</c>), and so do we.</summary>
+    public const string EmaPrefix = "model_ema.";
+
+    private const string SdxlBasePrefix = "conditioner.embedders.1.";
+    private const string SdxlRefinerPrefix = "conditioner.embedders.0.model.";
+
+    private readonly SafetensorsFile _file;
+
+    public string FilePath => _file.FilePath;
+    public LdmFamily Family { get; }
+    /// <summary>Every key of the file.</summary>
+    public IReadOnlyList<string> Keys { get; }
+    /// <summary>Keys outside the components that hold nothing the pipeline uses (<see cref="TrainingBuffers"/>,
+    /// the EMA copy).</summary>
+    public IReadOnlyList<string> IgnoredKeys { get; }
+    /// <summary>Bytes of all tensors as stored.</summary>
+    public long TotalBytes { get; }
+
+    private LdmCheckpoint(SafetensorsFile file, LdmFamily family, IReadOnlyList<string> ignored)
+    {
+        _file = file;
+        Family = family;
+        Keys = file.Entries.Select(e => e.Name).Order(StringComparer.Ordinal).ToArray();
+        IgnoredKeys = ignored;
+        TotalBytes = file.Entries.Sum(e => e.ByteLength);
+    }
+
+    /// <summary>Opens the file and tells its family. Throws <see cref="SafetensorsException"/> for a malformed or
+    /// truncated file and <see cref="LdmCheckpointException"/> for an SDXL or refiner checkpoint, an unknown layout
+    /// or keys that belong to no component.</summary>
+    public static LdmCheckpoint Open(string path)
+    {
+        var file = SafetensorsFile.Open(path);
+        try
+        {
+            var keys = file.Entries.Select(e => e.Name).Order(StringComparer.Ordinal).ToArray();
+            var family = DetectFamily(keys, path);
+            string textPrefix = TextPrefix(family);
+            var foreign = new List<string>();
+            var ignored = new List<string>();
+            foreach (string key in keys)
+            {
+                if (key.StartsWith(LdmKeyMap.UNetPrefix, StringComparison.Ordinal) || key.StartsWith(LdmKeyMap.VaePrefix, StringComparison.Ordinal) ||
+                    key.StartsWith(textPrefix, StringComparison.Ordinal)) continue;
+                if (TrainingBuffers.Contains(key) || key.StartsWith(EmaPrefix, StringComparison.Ordinal)) ignored.Add(key);
+                else foreign.Add(key);
+            }
+            if (foreign.Count > 0)
+                throw new LdmCheckpointException(path,
+                    $"{Count(foreign.Count, "key")} belong to no component of a {Name(family)} checkpoint (U-Net {LdmKeyMap.UNetPrefix}*, " +
+                    $"VAE {LdmKeyMap.VaePrefix}*, text encoder {textPrefix}*): {Few(foreign)}", foreign);
+            return new LdmCheckpoint(file, family, ignored);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>SD 1.x (<c>cond_stage_model.transformer.*</c>) or SD 2.x (<c>cond_stage_model.model.*</c>); an error
+    /// for SDXL base (<c>conditioner.embedders.1.*</c>), the SDXL refiner (<c>conditioner.embedders.0.model.*</c>
+    /// alone) and anything else, naming keys that match no known layout.</summary>
+    public static LdmFamily DetectFamily(IReadOnlyCollection<string> keys, string description)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        bool Any(string prefix) => keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
+        if (Any(SdxlBasePrefix))
+            throw new LdmCheckpointException(description,
+                $"an SDXL base checkpoint ({SdxlBasePrefix}*): SDXL single-file checkpoints are not supported yet");
+        if (Any(SdxlRefinerPrefix))
+            throw new LdmCheckpointException(description,
+                $"an SDXL refiner checkpoint ({SdxlRefinerPrefix}* without {SdxlBasePrefix}*): refiner checkpoints are not supported");
+        bool sd1 = Any(LdmKeyMap.ClipPrefix), sd2 = Any(LdmKeyMap.OpenClipPrefix);
+        if (sd1 && sd2)
+            throw new LdmCheckpointException(description,
+                $"holds both an SD 1.x text encoder ({LdmKeyMap.ClipPrefix}*) and an SD 2.x one ({LdmKeyMap.OpenClipPrefix}*)");
+        if (sd1) return LdmFamily.StableDiffusion1;
+        if (sd2) return LdmFamily.StableDiffusion2;
+
+        string[] known = [LdmKeyMap.UNetPrefix, LdmKeyMap.VaePrefix, EmaPrefix];
+        var unmatched = keys.Where(k => !known.Any(p => k.StartsWith(p, StringComparison.Ordinal)) && !TrainingBuffers.Contains(k))
+            .Order(StringComparer.Ordinal).ToList();
+        string what = keys.Count == 0 ? "the file holds no tensors"
+            : unmatched.Count == 0 ? $"it has no text encoder ({LdmKeyMap.ClipPrefix}* for SD 1.x, {LdmKeyMap.OpenClipPrefix}* for SD 2.x); its keys are: {Few(keys.Order(StringComparer.Ordinal).ToList())}"
+            : $"{Count(unmatched.Count, "key")} match no known layout: {Few(unmatched)}";
+        throw new LdmCheckpointException(description, $"not a Stable Diffusion 1.x/2.x single-file checkpoint: {what}", unmatched);
+    }
+
+    /// <summary>The U-Net's tensors under diffusers names, for a U-Net built from <paramref name="config"/>.</summary>
+    public LdmTensorSource UNet(UNet2DConditionConfig config) => Source(LdmKeyMap.UNet(config));
+
+    /// <summary>The VAE's tensors under diffusers names, for a VAE built from <paramref name="config"/>.</summary>
+    public LdmTensorSource Vae(AutoencoderKLConfig config) => Source(LdmKeyMap.Vae(config));
+
+    /// <summary>The text encoder's tensors under transformers names, for a <c>CLIPTextModel</c> built from
+    /// <paramref name="config"/> (SD 2.x's OpenCLIP layout converted; its layers beyond the config's count are not used).</summary>
+    public LdmTensorSource TextEncoder(ClipTextConfig config) =>
+        Source(Family == LdmFamily.StableDiffusion1 ? LdmKeyMap.ClipText() : LdmKeyMap.OpenClipText(config));
+
+    /// <summary>Reads the tensors of one component through <paramref name="map"/>; every key of the file under the
+    /// map's prefix must map (or be one the map ignores), and no two keys may supply the same tensor.</summary>
+    public LdmTensorSource Source(LdmKeyMap map)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        var views = new Dictionary<string, LdmTensorSource.View>(StringComparer.Ordinal);
+        var unmapped = new List<string>();
+        foreach (string key in Keys)
+        {
+            if (!map.Covers(key) || map.IsIgnored(key)) continue;
+            var targets = map.Map(key);
+            if (targets is null)
+            {
+                unmapped.Add(key);
+                continue;
+            }
+            foreach (var target in targets)
+            {
+                var entry = ViewOf(key, target);
+                if (!views.TryAdd(target.Name, new LdmTensorSource.View(key, target.Change, entry)))
+                    throw new LdmCheckpointException(FilePath,
+                        $"file keys '{views[target.Name].FileKey}' and '{key}' both map to {map.Component} tensor '{target.Name}'", [views[target.Name].FileKey, key]);
+            }
+        }
+        if (unmapped.Count > 0)
+            throw new LdmCheckpointException(FilePath,
+                $"{Count(unmapped.Count, "key")} under {map.Prefix}* have no place in {map.Description}: {Few(unmapped)}", unmapped);
+        return new LdmTensorSource(this, map, views);
+    }
+
+    private SafetensorsEntry ViewOf(string key, LdmTarget target)
+    {
+        var stored = _file.Entry(key);
+        var shape = stored.Shape;
+        switch (target.Change)
+        {
+            case LdmChange.None:
+                return _file.View(key, target.Name, 0, shape);
+            case LdmChange.ConvToLinear:
+                if (shape.Length < 2 || shape.Skip(2).Any(d => d != 1))
+                    throw new LdmCheckpointException(FilePath,
+                        $"'{key}' of shape [{string.Join(", ", shape)}] is not a 1x1 convolution weight that can be read as the linear weight '{target.Name}'", [key]);
+                return _file.View(key, target.Name, 0, shape[..2]);
+            case LdmChange.ThirdOfRows:
+                if (shape.Length == 0 || shape[0] % 3 != 0)
+                    throw new LdmCheckpointException(FilePath,
+                        $"'{key}' of shape [{string.Join(", ", shape)}] is not a fused q/k/v projection (first axis not divisible by 3)", [key]);
+                long[] part = [shape[0] / 3, .. shape[1..]];
+                long partBytes = part.Aggregate(1L, (a, b) => a * b) * stored.DType.ByteSize();
+                return _file.View(key, target.Name, target.Part * partBytes, part);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(target), target.Change, "unknown change");
+        }
+    }
+
+    internal Tensor Load(SafetensorsEntry view, ScalarType? dtype, Device? device) => _file.Load(view, dtype, device);
+
+    /// <summary>What a family's text encoder keys start with.</summary>
+    public static string TextPrefix(LdmFamily family) =>
+        family == LdmFamily.StableDiffusion1 ? LdmKeyMap.ClipPrefix : LdmKeyMap.OpenClipPrefix;
+
+    public static string Name(LdmFamily family) => family == LdmFamily.StableDiffusion1 ? "Stable Diffusion 1.x" : "Stable Diffusion 2.x";
+
+    private static string Count(int n, string what) => n == 1 ? $"1 {what}" : $"{n} {what}s";
+
+    /// <summary>The first few keys of a list, for a one-line message.</summary>
+    internal static string Few(IReadOnlyList<string> keys, int few = 5) =>
+        string.Join(", ", keys.Take(few).Select(k => $"'{k}'")) + (keys.Count > few ? $", ... ({keys.Count - few} more)" : "");
+
+    public void Dispose() => _file.Dispose();
+}
+
+/// <summary>One component of a <see cref="LdmCheckpoint"/> under diffusers/transformers names. Valid while the
+/// checkpoint is open.</summary>
+public sealed class LdmTensorSource : IRenamedTensorSource
+{
+    internal sealed record View(string FileKey, LdmChange Change, SafetensorsEntry Entry);
+
+    private readonly LdmCheckpoint _checkpoint;
+    private readonly LdmKeyMap _map;
+    private readonly Dictionary<string, View> _views;
+
+    internal LdmTensorSource(LdmCheckpoint checkpoint, LdmKeyMap map, Dictionary<string, View> views)
+    {
+        _checkpoint = checkpoint;
+        _map = map;
+        _views = views;
+        Names = views.Keys.Order(StringComparer.Ordinal).ToArray();
+    }
+
+    public string Component => _map.Component;
+    public string Description => $"{_checkpoint.FilePath} ({_map.Component})";
+    public IReadOnlyCollection<string> Names { get; }
+
+    /// <summary>Every tensor with the file key it comes from and how.</summary>
+    public IEnumerable<(string Name, string FileKey, LdmChange Change)> Mapping =>
+        Names.Select(n => (n, _views[n].FileKey, _views[n].Change));
+
+    public SafetensorsEntry Entry(string name) => Find(name).Entry;
+
+    public Tensor Load(string name, ScalarType? dtype = null, Device? device = null) =>
+        _checkpoint.Load(Find(name).Entry, dtype, device);
+
+    public string? FileKey(string name) => _views.TryGetValue(name, out var view) ? view.FileKey : _map.FileKey(name);
+
+    private View Find(string name) =>
+        _views.TryGetValue(name, out var view) ? view : throw new DiffusionCacheException($"{Description}: no tensor named '{name}'");
+}
