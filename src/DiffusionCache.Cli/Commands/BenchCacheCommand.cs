@@ -36,7 +36,7 @@ internal static class BenchCacheCommand
         var repeats = new Option<int>("--repeats") { Description = "timed rounds (after one warm-up round)", DefaultValueFactory = _ => 5 };
         var intervals = new Option<string>("--deepcache") { Description = "DeepCache intervals N (comma-separated)", DefaultValueFactory = _ => "2,3,5" };
         var branch = new Option<int>("--branch") { Description = "DeepCache branch id", DefaultValueFactory = _ => 0 };
-        var deltas = new Option<string?>("--deltas") { Description = "Block Caching thresholds (default: 0.5 to 32 x the median step change of the profile)" };
+        var deltas = new Option<string?>("--deltas") { Description = "Block Caching thresholds; a value ending in m is a multiple of the profile's median step change (default: 0.5m,1m,2m,4m,8m,16m,32m)" };
         var profile = new Option<string?>("--profile") { Description = "Block Caching profile (default: the model's shipped profile when it matches, else one is measured)" };
         var output = new Option<string>("--out") { Description = "folder for bench-cache.md/.json and the speed-vs-delta plot", DefaultValueFactory = _ => "out/bench-cache" };
         var json = new Option<string?>("--json") { Description = "also write the rows as JSON to this file" };
@@ -47,13 +47,26 @@ internal static class BenchCacheCommand
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(new Settings(
             parse.GetValue(model)!, parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch),
             parse.GetValue(latent), parse.GetValue(repeats), Numbers(parse.GetValue(intervals)!, "--deepcache").Select(x => (int)x).ToArray(),
-            parse.GetValue(branch), parse.GetValue(deltas) is string d ? Numbers(d, "--deltas") : null, parse.GetValue(profile),
+            parse.GetValue(branch), parse.GetValue(deltas) is string d ? Deltas(d) : null, parse.GetValue(profile),
             parse.GetValue(output)!, parse.GetValue(json), parse.GetValue(prompts), parse.GetValue(profileConditions)), cancel))));
         return command;
     }
 
     private sealed record Settings(string Model, string Solver, int Steps, double Guidance, int Batch, int? Latent, int Repeats,
-        int[] Intervals, int Branch, double[]? Deltas, string? Profile, string Out, string? Json, string? Prompts, int ProfileConditions);
+        int[] Intervals, int Branch, (double Value, bool OfMedian)[]? Deltas, string? Profile, string Out, string? Json, string? Prompts, int ProfileConditions);
+
+    /// <summary>Thresholds: absolute, or multiples of the profile's median step change ("4m").</summary>
+    private static (double Value, bool OfMedian)[] Deltas(string list)
+    {
+        var items = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        return items.Select(item =>
+        {
+            bool ofMedian = item.EndsWith('m');
+            return double.TryParse(ofMedian ? item[..^1] : item, NumberStyles.Float, CultureInfo.InvariantCulture, out double v)
+                ? (v, ofMedian)
+                : throw new DiffusionCacheException($"--deltas must be a comma-separated list of numbers (or multiples of the median like 4m), got '{list}'");
+        }).ToArray();
+    }
 
     private static double[] Numbers(string list, string option)
     {
@@ -73,7 +86,7 @@ internal static class BenchCacheCommand
         if (s.Steps < 1 || s.Batch < 1 || s.Repeats < 1 || s.ProfileConditions < 1)
             throw new DiffusionCacheException("--steps, --batch, --repeats and --profile-conditions must be positive");
         if (s.Intervals.Any(n => n < 1)) throw new DiffusionCacheException("DeepCache intervals must be at least 1");
-        if (s.Deltas?.Any(d => !(d > 0)) == true) throw new DiffusionCacheException("Block Caching thresholds must be positive");
+        if (s.Deltas?.Any(d => !(d.Value > 0)) == true) throw new DiffusionCacheException("Block Caching thresholds must be positive");
         using var target = BenchTargets.Open(DefaultPaths.Resolve(s.Model), s.Solver, s.Guidance, s.Batch, s.Latent,
             s.Prompts is null ? null : PromptFile.Read(s.Prompts));
         var unet = target.UNet;
@@ -101,7 +114,8 @@ internal static class BenchCacheCommand
         var blockProfile = ProfileFor(target, s, cancel);
         var mean = blockProfile.Mean.SelectMany(row => row.Skip(1)).Order().ToArray();
         double median = mean[mean.Length / 2];
-        var deltas = s.Deltas ?? [0.5 * median, 1 * median, 2 * median, 4 * median, 8 * median, 16 * median, 32 * median];
+        var deltas = (s.Deltas ?? [(0.5, true), (1, true), (2, true), (4, true), (8, true), (16, true), (32, true)])
+            .Select(d => d.OfMedian ? d.Value * median : d.Value).ToArray();
         foreach (double delta in deltas)
         {
             var schedule = ScheduleBuilder.FromProfile(blockProfile, delta);

@@ -42,7 +42,23 @@ public sealed class BenchCacheCommandTests
         Assert.True(File.Exists(dir.File("speed-vs-delta.png")));
     }
 
+    [Fact]
+    public void Thresholds_can_be_multiples_of_the_profiles_median_change()
+    {
+        using var dir = new TempFolder();
+        Assert.Equal(0, CliApp.Run("bench-cache", "--model", TinyUNet, "--steps", "4", "--batch", "1", "--repeats", "1", "--deepcache", "2",
+            "--deltas", "1m,1000", "--profile-conditions", "1", "--out", dir.Path, "--json", dir.File("rows.json")));
+        using var json = JsonDocument.Parse(File.ReadAllText(dir.File("rows.json")));
+        var deltas = json.RootElement.EnumerateArray().Where(r => r.GetProperty("name").GetString()!.StartsWith("BlockCache", StringComparison.Ordinal))
+            .Select(r => r.GetProperty("delta").GetDouble()).ToList();
+        Assert.Equal(2, deltas.Count);
+        Assert.True(deltas[0] > 0 && deltas[0] < 1000);   // the median change of this profile, not 1
+        Assert.Equal(1000, deltas[1]);
+    }
+
     [Theory]
+    [InlineData("--deltas", "m")]
+    [InlineData("--profile-conditions", "0")]
     [InlineData("--deepcache", "0")]
     [InlineData("--deltas", "0")]
     [InlineData("--branch", "12")]
