@@ -28,7 +28,6 @@ public sealed record PipelineLoadOptions(ScalarType Dtype = ScalarType.Float32, 
 public sealed class StableDiffusionPipeline : TextToImagePipeline
 {
     public const string PipelineClass = "StableDiffusionPipeline";
-    private static readonly string[] Ignored = ["safety_checker", "feature_extractor", "image_encoder"];
 
     public ClipPromptEncoder Prompts { get; }
     public ClipTokenizer Tokenizer => Prompts.Tokenizer;
@@ -55,18 +54,13 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
         var index = ModelIndex.Load(folder);
         if (index.ClassName != PipelineClass)
             throw new DiffusionCacheException($"{folder}: a {index.ClassName}, not a {PipelineClass}");
-        var notes = Ignored.Where(n => index.Components.TryGetValue(n, out var c) && c.IsPresent)
-            .Select(n => $"{n} ({index.Components[n].ClassName}) is not loaded: DiffusionCache runs no {n.Replace('_', ' ')}").ToList();
-
         var schedulerDir = index.Require("scheduler");
         var scheduler = SchedulerConfig.FromFile(Path.Combine(schedulerDir, "scheduler_config.json"));
         var tokenizer = ClipTokenizer.Load(index.Require("tokenizer", "CLIPTokenizer", "CLIPTokenizerFast"));
         string unetDir = index.Require("unet", "UNet2DConditionModel"), vaeDir = index.Require("vae", "AutoencoderKL"),
             textDir = index.Require("text_encoder", "CLIPTextModel");
 
-        foreach (var extra in index.Components.Values.Where(c => c.IsPresent && !Ignored.Contains(c.Name) &&
-                     c.Name is not ("unet" or "vae" or "text_encoder" or "tokenizer" or "scheduler")))
-            throw new DiffusionCacheException($"{folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
+        var notes = CheckComponents(index, "unet", "vae", "text_encoder", "tokenizer", "scheduler");
 
         return Assemble(folder, scheduler, tokenizer, notes,
             () => (UNet2DConditionModel)UNetLoader.Load(unetDir, options.Variant, options.Dtype, options.Device),
@@ -120,10 +114,6 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
             () => ComponentLoader.LoadWeights(new ClipTextModel(configs.TextEncoder), textSource, options.Dtype, options.Device,
                 TextEncoderLoader.IsWeight));
     }
-
-    /// <summary>A VAE that asks for it (<c>force_upcast</c>) stays in float32 under a half-precision type.</summary>
-    private static ScalarType VaeDtype(AutoencoderKLConfig vae, PipelineLoadOptions options) =>
-        vae.ForceUpcast && options.Dtype is ScalarType.Float16 or ScalarType.BFloat16 ? ScalarType.Float32 : options.Dtype;
 
     /// <summary>What both ways of loading share: load the components in order, check that they fit together, and
     /// dispose what was loaded if anything fails.</summary>

@@ -34,8 +34,6 @@ public sealed record SdxlConditioning(Tensor PromptEmbeds, Tensor PooledPromptEm
 public sealed class StableDiffusionXLPipeline : TextToImagePipeline
 {
     public const string PipelineClass = "StableDiffusionXLPipeline";
-    private static readonly string[] Ignored = ["feature_extractor", "image_encoder"];
-    private static readonly string[] Components = ["unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"];
 
     public ClipPromptEncoder Prompts1 { get; }
     public ClipPromptEncoder Prompts2 { get; }
@@ -65,9 +63,6 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
             throw new DiffusionCacheException(index.ClassName == "StableDiffusionXLImg2ImgPipeline"
                 ? $"{folder}: an SDXL refiner/img2img pipeline, which is not supported yet"
                 : $"{folder}: a {index.ClassName}, not a {PipelineClass}");
-        var notes = Ignored.Where(n => index.Components.TryGetValue(n, out var c) && c.IsPresent)
-            .Select(n => $"{n} ({index.Components[n].ClassName}) is not loaded").ToList();
-
         var scheduler = SchedulerConfig.FromFile(Path.Combine(index.Require("scheduler"), "scheduler_config.json"));
         var tokenizer1 = ClipTokenizer.Load(index.Require("tokenizer", "CLIPTokenizer", "CLIPTokenizerFast"));
         var tokenizer2 = ClipTokenizer.Load(index.Require("tokenizer_2", "CLIPTokenizer", "CLIPTokenizerFast"));
@@ -75,8 +70,7 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
             text1Dir = index.Require("text_encoder", "CLIPTextModel"),
             text2Dir = index.Require("text_encoder_2", "CLIPTextModelWithProjection");
 
-        foreach (var extra in index.Components.Values.Where(c => c.IsPresent && !Ignored.Contains(c.Name) && !Components.Contains(c.Name)))
-            throw new DiffusionCacheException($"{folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
+        var notes = CheckComponents(index, "unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler");
 
         var disposables = new List<IDisposable>();
         try
@@ -85,9 +79,8 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
             disposables.Add(unet);
             if (unet.PooledTextDim is null)
                 throw new DiffusionCacheException($"{unetDir}: an SDXL U-Net needs addition_embed_type \"text_time\"");
-            bool upcast = AutoencoderKLConfig.FromFile(Path.Combine(vaeDir, "config.json")).ForceUpcast &&
-                options.Dtype is ScalarType.Float16 or ScalarType.BFloat16;
-            var vae = AutoencoderLoader.Load(vaeDir, upcast ? ScalarType.Float32 : options.Dtype, options.Device, options.Variant);
+            var vae = AutoencoderLoader.Load(vaeDir, VaeDtype(AutoencoderKLConfig.FromFile(Path.Combine(vaeDir, "config.json")), options),
+                options.Device, options.Variant);
             disposables.Add(vae);
             var text1 = TextEncoderLoader.Load(text1Dir, options.Dtype, options.Device, options.Variant);
             disposables.Add(text1);

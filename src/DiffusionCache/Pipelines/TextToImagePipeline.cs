@@ -1,6 +1,7 @@
 using DiffusionCache.Caching;
 using DiffusionCache.Formats.Diffusers;
 using DiffusionCache.Models.Autoencoders;
+using DiffusionCache.Models.Config;
 using DiffusionCache.Models.UNets;
 using DiffusionCache.Schedulers;
 using static TorchSharp.torch;
@@ -74,6 +75,23 @@ public abstract class TextToImagePipeline : LatentDiffusionPipeline
             Release(request);
         }
     }
+
+    /// <summary>Components a pipeline does not load (safety checker, feature extractor, image encoder).</summary>
+    private static readonly string[] Ignored = ["safety_checker", "feature_extractor", "image_encoder"];
+
+    /// <summary>The notes for the components of <paramref name="index"/> that are not loaded; any component that is
+    /// neither <paramref name="used"/> nor ignorable is an error naming it.</summary>
+    protected static List<string> CheckComponents(ModelIndex index, params string[] used)
+    {
+        foreach (var extra in index.Components.Values.Where(c => c.IsPresent && !Ignored.Contains(c.Name) && !used.Contains(c.Name)))
+            throw new DiffusionCacheException($"{index.Folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
+        return Ignored.Where(n => index.Components.TryGetValue(n, out var c) && c.IsPresent)
+            .Select(n => $"{n} ({index.Components[n].ClassName}) is not loaded: DiffusionCache runs no {n.Replace('_', ' ')}").ToList();
+    }
+
+    /// <summary>A VAE that asks for it (<c>force_upcast</c>) stays in float32 under a half-precision type.</summary>
+    protected static ScalarType VaeDtype(AutoencoderKLConfig vae, PipelineLoadOptions options) =>
+        vae.ForceUpcast && options.Dtype is ScalarType.Float16 or ScalarType.BFloat16 ? ScalarType.Float32 : options.Dtype;
 
     /// <summary>Sizes must be positive multiples of 8 and of the VAE's factor.</summary>
     protected void ValidateSize(TextToImage call)
