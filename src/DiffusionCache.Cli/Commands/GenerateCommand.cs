@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Diagnostics;
+using DiffusionCache.Analysis;
 using DiffusionCache.Cli.Reporting;
+using DiffusionCache.Formats;
 using DiffusionCache.Data;
 using DiffusionCache.Pipelines;
 using static TorchSharp.torch;
@@ -61,6 +63,7 @@ internal static class GenerateCommand
         string cacheChoice, CancellationToken cancel)
     {
         if (seeds < 1) throw new DiffusionCacheException("--seeds must be at least 1");
+        AtomicFile.EnsureWritable(output);   // before any sampling, not after it
         var clock = Stopwatch.StartNew();
         using var pipeline = ClassConditionalPipeline.Load(modelDir);
         using var scheduler = pipeline.CreateScheduler(solver);
@@ -74,31 +77,63 @@ internal static class GenerateCommand
         using (var warm = pipeline.CreateScheduler(solver))
         using (pipeline.Generate(warm, labels, firstSeed, Math.Min(2, steps), guidance, cancel: cancel)) { }
 
+        // The speedup is measured, not assumed: on the first pairs of seeds the same seed also runs uncached, the two
+        // interleaved in alternating order; the first pair warms the cached path and counts only when it is the only one.
+        int pairs = cache.Create is null ? 0 : Math.Min(seeds, 3);
         var columns = new List<Tensor>();
+        var ratios = new List<double>();
+        double psnr = double.NaN;
+        var cpu = new CpuShare();
         var sampling = Stopwatch.StartNew();
-        ProgressView.Run("generate", (long)seeds * calls, progress =>
+        ProgressView.Run("generate", (long)(seeds + pairs) * calls, progress =>
         {
+            long done = 0;
+            Tensor Column(long seed, bool cached, string status)
+            {
+                var counter = new StepCounter(progress, done, status);
+                using var policy = cached ? cache.Create?.Invoke() : null;
+                var images = pipeline.Generate(scheduler, labels, seed, steps, guidance, policy, [counter], cancel);
+                done += calls;
+                return images;
+            }
             for (int s = 0; s < seeds; s++)
             {
-                var counter = new StepCounter(progress, (long)s * calls, $"seed {firstSeed + s}");
-                using var policy = cache.Create?.Invoke();
-                columns.Add(pipeline.Generate(scheduler, labels, firstSeed + s, steps, guidance, policy, [counter], cancel));
+                long seed = firstSeed + s;
+                if (s >= pairs)
+                {
+                    columns.Add(Column(seed, true, $"seed {seed}"));
+                    continue;
+                }
+                var timing = new double[2];
+                Tensor? uncached = null;
+                foreach (bool cached in s % 2 == 0 ? new[] { true, false } : [false, true])
+                {
+                    var watch = Stopwatch.StartNew();
+                    var images = Column(seed, cached, cached ? $"seed {seed}" : $"seed {seed} uncached, for the speedup");
+                    timing[cached ? 0 : 1] = watch.Elapsed.TotalSeconds;
+                    if (cached) columns.Add(images); else uncached = images;
+                }
+                using (uncached)
+                    if (s == 0) psnr = DiffusionCache.Evaluation.ImageMetrics.Psnr(columns[0], uncached!, 2.0);
+                ratios.Add(timing[1] / timing[0]);
             }
             return 0;
         });
         sampling.Stop();
+        double share = cpu.Share(get_num_threads());
 
-        // The speedup is measured, not assumed: the first column again without a cache, in this same run.
         string speed = "";
-        if (cache.Create is not null)
+        if (ratios.Count > 0)
         {
-            var uncachedClock = System.Diagnostics.Stopwatch.StartNew();
-            using var uncached = pipeline.Generate(scheduler, labels, firstSeed, steps, guidance, cancel: cancel);
-            uncachedClock.Stop();
-            double cachedPerColumn = sampling.Elapsed.TotalSeconds / seeds;
-            double psnr = DiffusionCache.Evaluation.ImageMetrics.Psnr(columns[0], uncached, 2.0);
-            speed = $"{cache.Name}: {uncachedClock.Elapsed.TotalSeconds / cachedPerColumn:0.00}x faster than uncached (measured on seed {firstSeed}: " +
-                $"{uncachedClock.Elapsed.TotalSeconds:0.00} s uncached vs {cachedPerColumn:0.00} s cached per column), PSNR {psnr:0.0} dB vs uncached";
+            var counted = (ratios.Count > 1 ? ratios.Skip(1) : ratios).Order().ToArray();
+            double ratio = counted[counted.Length / 2];
+            string verdict = ratio >= 1 ? $"{ratio:0.00}x faster than uncached" : $"{ratio:0.00}x: slower than uncached";
+            speed = $"{cache.Name}: {verdict} (median of {counted.Length} interleaved cached/uncached pair{(counted.Length > 1 ? "s" : "")} " +
+                $"of seeds{(ratios.Count > 1 ? $" {firstSeed + 1}.." : " ")}{firstSeed + ratios.Count - 1}), PSNR {psnr:0.0} dB vs uncached on seed {firstSeed}";
+            if (ratios.Count == 1) speed += "; one pair, which also warmed up the cached path: use more --seeds for a firmer figure";
+            if (share < 0.75)
+                speed += $"\nwarning: this process got {share:P0} of its {get_num_threads()} threads' time while sampling: another process was busy, " +
+                    "so the speedup above says little (run it on an otherwise idle machine)";
         }
 
         // Rows are classes, columns seeds: images [seed][label] -> [label][seed].
@@ -112,8 +147,8 @@ internal static class GenerateCommand
         Console.WriteLine($"generated {images} images ({pipeline.NumLabels} classes x {seeds} seeds) with {solver}, {steps} steps, guidance {guidance}");
         if (speed.Length > 0) Console.WriteLine(speed);
         Console.WriteLine($"wrote {Path.GetFullPath(output)}");
-        Console.WriteLine($"time: {clock.Elapsed.TotalSeconds:0.0} s total ({loadSeconds:0.0} s loading, {sampling.Elapsed.TotalSeconds:0.0} s sampling, " +
-            $"{sampling.Elapsed.TotalMilliseconds / images:0} ms per image)");
+        Console.WriteLine($"time: {clock.Elapsed.TotalSeconds:0.0} s total ({loadSeconds:0.0} s loading, {sampling.Elapsed.TotalSeconds:0.0} s sampling " +
+            $"incl. {pairs} uncached column{(pairs == 1 ? "" : "s")} for the speedup)");
         return 0;
     }
 

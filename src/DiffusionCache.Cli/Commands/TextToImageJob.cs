@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using DiffusionCache.Cli.Reporting;
+using DiffusionCache.Formats;
 using DiffusionCache.Formats.Images;
 using DiffusionCache.Pipelines;
 
@@ -21,6 +22,7 @@ internal static class TextToImageJob
     public static int Run(TextToImageArgs a, CancellationToken cancel)
     {
         if (a.Seeds < 1) throw new DiffusionCacheException("--seeds must be at least 1");
+        AtomicFile.EnsureWritable(Path.Combine(a.OutDir, "seed0.png"));   // before loading and sampling, not after
         var clock = Stopwatch.StartNew();
         using TextToImagePipeline pipeline = File.Exists(a.ModelDir)
             ? StableDiffusionPipeline.LoadSingleFile(a.ModelDir, a.ConfigDir)

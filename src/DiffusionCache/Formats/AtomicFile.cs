@@ -26,6 +26,26 @@ public static class AtomicFile
         }
     }
 
+    /// <summary>Fails now, with the reason, if <paramref name="path"/> could not be written later (a missing folder is
+    /// created; a file that is a folder, a read-only folder, a folder that is a file are errors): long jobs check their
+    /// outputs before the work, not after it.</summary>
+    public static void EnsureWritable(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new DiffusionCacheException($"{path}: is a folder, expected a file to write");
+        string dir = Path.GetDirectoryName(full) ?? ".";
+        try
+        {
+            Directory.CreateDirectory(dir);
+            string probe = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.probe");
+            using (new FileStream(probe, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose)) { }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DiffusionCacheException($"{path}: cannot be written ({e.Message})", e);
+        }
+    }
+
     public static void WriteAllText(string path, string text) =>
         Write(path, s => { using var w = new StreamWriter(s, leaveOpen: true); w.Write(text); });
 }

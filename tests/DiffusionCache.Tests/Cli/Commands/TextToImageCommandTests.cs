@@ -114,3 +114,27 @@ public sealed class SdxlTextToImageCommandTests
         Assert.Contains("Sampler: EulerDiscreteScheduler", PngImage.ReadText(dir.File("seed0.png"))["parameters"]);
     }
 }
+
+/// <summary>The main job refuses an output it could not write before sampling anything.</summary>
+public sealed class GenerateOutputTests
+{
+    [Fact]
+    public void An_unwritable_out_fails_before_sampling()
+    {
+        using var dir = new TempFolder();
+        File.WriteAllText(dir.File("file"), "x");
+        var error = new StringWriter();
+        var previous = Console.Error;
+        Console.SetError(error);
+        try
+        {
+            Assert.NotEqual(0, CliApp.Run("generate", "--seeds", "1", "--steps", "2", "--out", Path.Combine(dir.File("file"), "samples.png")));
+        }
+        finally
+        {
+            Console.SetError(previous);
+        }
+        Assert.Contains("cannot be written", error.ToString());
+        Assert.Equal(["file"], Directory.GetFileSystemEntries(dir.Path).Select(f => Path.GetFileName(f)!));
+    }
+}

@@ -44,3 +44,26 @@ public sealed class PngImageTests
         Assert.Empty(Directory.GetFiles(dir.Path));
     }
 }
+
+public sealed class AtomicFileTests
+{
+    [Fact]
+    public void EnsureWritable_creates_the_folder_and_leaves_nothing_behind()
+    {
+        using var dir = new TempFolder();
+        string path = Path.Combine(dir.Path, "a", "b", "out.png");
+        DiffusionCache.Formats.AtomicFile.EnsureWritable(path);
+        Assert.True(Directory.Exists(Path.Combine(dir.Path, "a", "b")));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(dir.Path, "a", "b")));
+    }
+
+    [Fact]
+    public void EnsureWritable_refuses_a_folder_or_a_path_under_a_file()
+    {
+        using var dir = new TempFolder();
+        Assert.Contains("is a folder", Assert.Throws<DiffusionCacheException>(() => DiffusionCache.Formats.AtomicFile.EnsureWritable(dir.Path)).Message);
+        File.WriteAllText(dir.File("file"), "x");
+        Assert.Contains("cannot be written", Assert.Throws<DiffusionCacheException>(
+            () => DiffusionCache.Formats.AtomicFile.EnsureWritable(Path.Combine(dir.File("file"), "out.png"))).Message);
+    }
+}
