@@ -20,7 +20,18 @@ internal static class CliApp
         root.Subcommands.Add(BenchCacheCommand.Create());
         root.Subcommands.Add(BenchPipelineCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
+        // --version names the commit and the libtorch it runs on, not just the assembly version.
+        foreach (var version in root.Options.OfType<VersionOption>()) version.Action = new PrintVersion();
         return root;
+    }
+
+    private sealed class PrintVersion : System.CommandLine.Invocation.SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            parseResult.InvocationConfiguration.Output.WriteLine(Runtime.BuildInfo.Describe());
+            return 0;
+        }
     }
 
     public static int Run(params string[] args)

@@ -4,6 +4,7 @@ using DiffusionCache.Cli.Reporting;
 using DiffusionCache.Formats;
 using DiffusionCache.Formats.Images;
 using DiffusionCache.Pipelines;
+using DiffusionCache.Runtime;
 
 namespace DiffusionCache.Cli.Commands;
 
@@ -95,7 +96,7 @@ internal static class TextToImageJob
         };
         if (a.ClipSkip > 0) settings.Add($"Clip skip: {a.ClipSkip + 1}");
         settings.Add($"Cache: {cache}");
-        settings.Add("Generator: DiffusionCache");
+        settings.Add($"Version: DiffusionCache {BuildInfo.Version} ({BuildInfo.Commit[..Math.Min(12, BuildInfo.Commit.Length)]}, libtorch {BuildInfo.LibTorchVersion})");
         lines.Add(string.Join(", ", settings));
         return string.Join("\n", lines);
     }

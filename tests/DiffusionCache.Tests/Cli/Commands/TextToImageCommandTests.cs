@@ -34,6 +34,7 @@ public sealed class TextToImageCommandTests
         Assert.Contains("Size: 32x32", lines[2]);
         Assert.Contains("Sampler: PNDMScheduler", lines[2]);
         Assert.Contains("Cache: DeepCache", lines[2]);
+        Assert.Contains($"Version: DiffusionCache {DiffusionCache.Runtime.BuildInfo.Version}", lines[2]);
     }
 
     [Fact]
