@@ -32,12 +32,15 @@ internal static class BenchPipelineCommand
         var guidance = new Option<double>("--guidance") { Description = "guidance scale (> 1: classifier-free guidance, batch 2)", DefaultValueFactory = _ => 7.5 };
         var json = new Option<string?>("--json") { Description = "also write the result as JSON" };
         var command = new Command("bench-pipeline", "per-stage time and peak memory of text-to-image") { model, tokenizer, size, steps, solver, guidance, json };
+        var runtime = new RuntimeOptions();
+        runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(parse.GetValue(model)!, parse.GetValue(tokenizer)!,
-            parse.GetValue(size), parse.GetValue(steps), parse.GetValue(solver), parse.GetValue(guidance), parse.GetValue(json), cancel))));
+            parse.GetValue(size), parse.GetValue(steps), parse.GetValue(solver), parse.GetValue(guidance), parse.GetValue(json), runtime.Apply(parse), cancel))));
         return command;
     }
 
-    private static int Execute(string model, string tokenizerDir, int size, int steps, string? solver, double guidance, string? json, CancellationToken cancel)
+    private static int Execute(string model, string tokenizerDir, int size, int steps, string? solver, double guidance, string? json,
+        PipelineLoadOptions load, CancellationToken cancel)
     {
         if (size < 8 || steps < 1) throw new DiffusionCacheException("--size must be at least 8 and --steps at least 1");
         string? temp = null;
@@ -61,7 +64,7 @@ internal static class BenchPipelineCommand
             ProcessMemory.ResetPeak();
             double before = ProcessMemory.CurrentRssMb();
             var clock = Stopwatch.StartNew();
-            using var pipeline = StableDiffusionPipeline.Load(folder);
+            using var pipeline = StableDiffusionPipeline.Load(folder, load);
             double loadSeconds = clock.Elapsed.TotalSeconds;
             double loadPeakOverWeights = (ProcessMemory.PeakRssMb() - before) / weightsMb;
 
@@ -95,6 +98,7 @@ internal static class BenchPipelineCommand
             var result = new
             {
                 model = temp is null ? folder : model,
+                dtype = load.Dtype.ToString(),
                 size,
                 steps = stepTimes.Seconds.Count,
                 guidance,
@@ -112,7 +116,7 @@ internal static class BenchPipelineCommand
                 other_share = (encodeSeconds + decodeSeconds) / total,
                 peak_rss_mb = ProcessMemory.PeakRssMb(),
             };
-            Console.WriteLine($"{result.model}: {size}x{size}, {result.steps} steps, guidance {guidance} (U-Net batch {result.batch}), {result.threads} threads");
+            Console.WriteLine($"{result.model} ({result.dtype}): {size}x{size}, {result.steps} steps, guidance {guidance} (U-Net batch {result.batch}), {result.threads} threads");
             Console.WriteLine($"  load            {loadSeconds,8:0.00} s   {weightsMb:0} MB of weights, peak memory {loadPeakOverWeights:0.00}x their size");
             Console.WriteLine($"  tokenize+encode {encodeSeconds,8:0.000} s   {100 * encodeSeconds / total:0.0} %");
             Console.WriteLine($"  denoise         {denoiseSeconds,8:0.00} s   {100 * denoiseSeconds / total:0.0} % (median step {result.step_median_seconds:0.000} s)");

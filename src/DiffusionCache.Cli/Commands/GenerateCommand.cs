@@ -32,12 +32,15 @@ internal static class GenerateCommand
         var width = new Option<int?>("--width") { Description = "text-to-image: width in pixels (overrides --size)" };
         var perPrompt = new Option<int>("--images-per-prompt") { Description = "text-to-image: images per seed (one batch)", DefaultValueFactory = _ => 1 };
         var clipSkip = new Option<int>("--clip-skip") { Description = "text-to-image: condition on layer L-k of the text encoder (0 = last layer)", DefaultValueFactory = _ => 0 };
+        var runtime = new RuntimeOptions();
         var command = new Command("generate", "the main job: sample every class of the embedded model as a labelled grid, or text-to-image with a Stable Diffusion folder")
         {
             model, config, output, seeds, steps, guidance, solver, firstSeed, cache, prompt, negative, size, height, width, perPrompt, clipSkip,
         };
+        runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
         {
+            var load = runtime.Apply(parse);
             string modelDir = DefaultPaths.Resolve(parse.GetValue(model)!);
             string? text = parse.GetValue(prompt), configDir = parse.GetValue(config);
             bool singleFile = File.Exists(modelDir);
@@ -49,23 +52,23 @@ internal static class GenerateCommand
                 return TextToImageJob.Run(new TextToImageArgs(modelDir, text, parse.GetValue(negative), parse.GetValue(output) ?? "out",
                     parse.GetValue(seeds), parse.GetValue(firstSeed), parse.GetValue(steps), parse.GetValue(guidance) ?? 7.5, parse.GetValue(solver),
                     parse.GetValue(height) ?? parse.GetValue(size), parse.GetValue(width) ?? parse.GetValue(size), parse.GetValue(perPrompt),
-                    parse.GetValue(clipSkip), parse.GetValue(cache)!) { ConfigDir = configDir }, cancel);
+                    parse.GetValue(clipSkip), parse.GetValue(cache)!) { ConfigDir = configDir, Load = load }, cancel);
             }
             if (text is not null || parse.GetValue(negative) is not null)
                 throw new DiffusionCacheException($"--prompt needs a Stable Diffusion folder or single-file checkpoint; {modelDir} is neither (no model_index.json naming a StableDiffusionPipeline or StableDiffusionXLPipeline)");
             return Execute(modelDir, parse.GetValue(output) ?? "out/samples.png", parse.GetValue(seeds), parse.GetValue(steps),
-                parse.GetValue(guidance) ?? 4.0, parse.GetValue(solver) ?? "ddim", parse.GetValue(firstSeed), parse.GetValue(cache)!, cancel);
+                parse.GetValue(guidance) ?? 4.0, parse.GetValue(solver) ?? "ddim", parse.GetValue(firstSeed), parse.GetValue(cache)!, load, cancel);
         })));
         return command;
     }
 
     private static int Execute(string modelDir, string output, int seeds, int steps, double guidance, string solver, long firstSeed,
-        string cacheChoice, CancellationToken cancel)
+        string cacheChoice, PipelineLoadOptions load, CancellationToken cancel)
     {
         if (seeds < 1) throw new DiffusionCacheException("--seeds must be at least 1");
         AtomicFile.EnsureWritable(output);   // before any sampling, not after it
         var clock = Stopwatch.StartNew();
-        using var pipeline = ClassConditionalPipeline.Load(modelDir);
+        using var pipeline = ClassConditionalPipeline.Load(modelDir, load);
         using var scheduler = pipeline.CreateScheduler(solver);
         var labels = Enumerable.Range(0, pipeline.NumLabels).Select(l => (long)l).ToArray();
         double loadSeconds = clock.Elapsed.TotalSeconds;

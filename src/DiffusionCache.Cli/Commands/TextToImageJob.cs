@@ -14,6 +14,7 @@ internal sealed record TextToImageArgs(string ModelDir, string Prompt, string? N
     int Steps, double Guidance, string? Solver, int? Height, int? Width, int ImagesPerPrompt, int ClipSkip, string Cache)
 {
     public string? ConfigDir { get; init; }
+    public PipelineLoadOptions? Load { get; init; }
 }
 
 /// <summary>Text-to-image with a Stable Diffusion 1.x/2.x or SDXL folder, or an SD 1.x/2.x single-file checkpoint: one PNG per image, each carrying its prompt and settings in
@@ -26,8 +27,8 @@ internal static class TextToImageJob
         AtomicFile.EnsureWritable(Path.Combine(a.OutDir, "seed0.png"));   // before loading and sampling, not after
         var clock = Stopwatch.StartNew();
         using TextToImagePipeline pipeline = File.Exists(a.ModelDir)
-            ? StableDiffusionPipeline.LoadSingleFile(a.ModelDir, a.ConfigDir)
-            : TextToImagePipeline.Open(a.ModelDir);
+            ? StableDiffusionPipeline.LoadSingleFile(a.ModelDir, a.ConfigDir, a.Load)
+            : TextToImagePipeline.Open(a.ModelDir, a.Load);
         foreach (var note in pipeline.Notes) Console.WriteLine($"note: {note}");
         pipeline.Warning += message => Console.Error.WriteLine($"warning: {message}");
         using var scheduler = pipeline.CreateScheduler(a.Solver);

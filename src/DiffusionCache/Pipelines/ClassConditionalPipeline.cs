@@ -27,18 +27,19 @@ public sealed class ClassConditionalPipeline : LatentDiffusionPipeline
     public int NumLabels => LabelEncoder.Config.NumLabels;
     public int LatentSide => UNet.SampleSize;
 
-    public static ClassConditionalPipeline Load(string folder)
+    public static ClassConditionalPipeline Load(string folder, PipelineLoadOptions? options = null)
     {
+        options ??= new PipelineLoadOptions();
         if (!File.Exists(Path.Combine(folder, "model_index.json")))
             throw new DiffusionCacheException($"{folder}: not a pipeline folder (model_index.json not found)");
         var scheduler = LatentPipelineFolder.LoadSchedulerConfig(folder);
-        var unet = UNetLoader.Load(Path.Combine(folder, "unet")) as UNet2DConditionModel
+        var unet = UNetLoader.Load(Path.Combine(folder, "unet"), options.Variant, options.Dtype, options.Device) as UNet2DConditionModel
             ?? throw new DiffusionCacheException($"{folder}/unet: expected a UNet2DConditionModel");
         AutoencoderKL? vae = null;
         try
         {
-            vae = AutoencoderLoader.Load(Path.Combine(folder, "vae"));
-            var labels = LatentPipelineFolder.LoadLabelEncoder(folder);
+            vae = AutoencoderLoader.Load(Path.Combine(folder, "vae"), options.Dtype, options.Device, options.Variant);
+            var labels = LatentPipelineFolder.LoadLabelEncoder(folder, options.Dtype, options.Device);
             if (labels.Config.EmbeddingDim != unet.ContextDim)
                 throw new DiffusionCacheException($"{folder}: label_encoder embedding_dim {labels.Config.EmbeddingDim} differs from the U-Net's cross_attention_dim {unet.ContextDim}");
             return new ClassConditionalPipeline(folder, unet, vae, labels, scheduler);
@@ -57,7 +58,7 @@ public sealed class ClassConditionalPipeline : LatentDiffusionPipeline
         foreach (var l in labels)
             if (l < 0 || l >= NumLabels) throw new DiffusionCacheException($"label {l} is outside 0..{NumLabels - 1}");
         using var noGrad = no_grad();
-        using var ids = tensor(labels.ToArray());
+        using var ids = tensor(labels.ToArray(), device: LabelEncoder.parameters().First().device);
         bool guided = guidance != 1.0;
         return new SamplingRequest
         {

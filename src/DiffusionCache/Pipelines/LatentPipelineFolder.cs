@@ -62,11 +62,11 @@ public static class LatentPipelineFolder
                 ["scheduler"] = new[] { "diffusers", schedulerClass },
             }, new JsonSerializerOptions { WriteIndented = true }));
 
-    public static LabelEncoder LoadLabelEncoder(string pipelineDir, ScalarType dtype = ScalarType.Float32)
+    public static LabelEncoder LoadLabelEncoder(string pipelineDir, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         string dir = Path.Combine(pipelineDir, "label_encoder");
         var encoder = new LabelEncoder(LabelEncoderConfig.FromFile(Path.Combine(dir, "config.json")));
-        return ComponentLoader.LoadWeights(encoder, dir, null, dtype, null);
+        return ComponentLoader.LoadWeights(encoder, dir, null, dtype, device);
     }
 
     public static SchedulerConfig LoadSchedulerConfig(string pipelineDir) =>

@@ -152,6 +152,28 @@ public sealed class StableDiffusionPipelineTests : IDisposable
     }
 }
 
+/// <summary>Loading in another compute type: bf16 runs on CPU, every component converted (the text encoder too).</summary>
+public sealed class StableDiffusionPipelineDtypeTests
+{
+    [Fact]
+    public void Bf16_generates_an_image_close_to_fp32()
+    {
+        using var fp32 = StableDiffusionPipeline.Load(StableDiffusionPipelineTests.Folder);
+        using var bf16 = StableDiffusionPipeline.Load(StableDiffusionPipelineTests.Folder, new PipelineLoadOptions(ScalarType.BFloat16));
+        Assert.Equal(ScalarType.BFloat16, bf16.TextEncoder.parameters().First().dtype);
+        Assert.Equal(ScalarType.BFloat16, bf16.UNet.parameters().First().dtype);
+        var call = new TextToImage { Prompts = ["a cat"], Steps = 3, Seed = 1, Height = 32, Width = 32 };
+        using var s1 = fp32.CreateScheduler();
+        using var s2 = bf16.CreateScheduler();
+        using var a = fp32.Generate(s1, call);
+        using var b = bf16.Generate(s2, call);
+        Assert.Equal(ScalarType.Float32, b.dtype);
+        Assert.True(b.isfinite().all().item<bool>());
+        double psnr = DiffusionCache.Evaluation.ImageMetrics.Psnr(a, b, 2.0);
+        Assert.True(psnr > 20, $"PSNR {psnr:0.0} dB");
+    }
+}
+
 /// <summary>Folders that are not a Stable Diffusion pipeline we can run: one message naming the problem.</summary>
 public sealed class StableDiffusionPipelineLoadErrorTests
 {

@@ -88,11 +88,11 @@ internal sealed class ClipTextTransformer : nn.Module
     {
         _tokenEmbedding = nn.Embedding(c.VocabSize, c.HiddenSize);
         _positionEmbedding = nn.Embedding(c.MaxPositionEmbeddings, c.HiddenSize);
-        var embeddings = new ModuleDict<nn.Module>();
+        var embeddings = new ModuleGroup();
         embeddings.Add("token_embedding", _tokenEmbedding);
         embeddings.Add("position_embedding", _positionEmbedding);
         _layers = nn.ModuleList(Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new ClipEncoderLayer(c)).ToArray());
-        var encoder = new ModuleDict<nn.Module>();
+        var encoder = new ModuleGroup();
         encoder.Add("layers", _layers);
         _finalLayerNorm = nn.LayerNorm(c.HiddenSize, c.LayerNormEps);
         register_module("embeddings", embeddings);
@@ -136,14 +136,14 @@ internal sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor>
         _kProj = nn.Linear(d, d);
         _vProj = nn.Linear(d, d);
         _outProj = nn.Linear(d, d);
-        var attention = new ModuleDict<nn.Module>();
+        var attention = new ModuleGroup();
         attention.Add("k_proj", _kProj);
         attention.Add("v_proj", _vProj);
         attention.Add("q_proj", _qProj);
         attention.Add("out_proj", _outProj);
         _fc1 = nn.Linear(d, c.IntermediateSize);
         _fc2 = nn.Linear(c.IntermediateSize, d);
-        var mlp = new ModuleDict<nn.Module>();
+        var mlp = new ModuleGroup();
         mlp.Add("fc1", _fc1);
         mlp.Add("fc2", _fc2);
         _layerNorm1 = nn.LayerNorm(d, c.LayerNormEps);
@@ -167,4 +167,14 @@ internal sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor>
         m = _c.HiddenAct == "quick_gelu" ? m * nn.functional.sigmoid(1.702 * m) : nn.functional.gelu(m);
         return (x + _fc2.call(m)).MoveToOuterDisposeScope();
     }
+}
+
+/// <summary>A named group of submodules with no forward of its own (transformers' <c>embeddings</c>,
+/// <c>encoder</c>, <c>self_attn</c>, <c>mlp</c> levels of the parameter names). TorchSharp's ModuleDict cannot be
+/// converted with <c>to(dtype)</c> (its indexer trips the field scan), so the names are registered here.</summary>
+internal sealed class ModuleGroup() : nn.Module("ModuleGroup")
+{
+    protected override void RegisterComponents() { }
+
+    public void Add(string name, nn.Module module) => register_module(name, module);
 }

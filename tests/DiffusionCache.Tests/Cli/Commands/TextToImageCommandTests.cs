@@ -74,6 +74,11 @@ public sealed class TextToImageCommandTests
     [InlineData("--cache", "bogus")]
     [InlineData("--solver", "heun")]
     [InlineData("--clip-skip", "9")]
+    [InlineData("--dtype", "fp16")]
+    [InlineData("--dtype", "int8")]
+    [InlineData("--device", "cuda")]
+    [InlineData("--device", "tpu")]
+    [InlineData("--threads", "0")]
     public void Bad_input_fails_before_writing_any_png(string option, string value)
     {
         using var dir = new TempFolder();
