@@ -33,23 +33,15 @@ public sealed class ClassConditionalPipeline : LatentDiffusionPipeline
         if (!File.Exists(Path.Combine(folder, "model_index.json")))
             throw new DiffusionCacheException($"{folder}: not a pipeline folder (model_index.json not found)");
         var scheduler = LatentPipelineFolder.LoadSchedulerConfig(folder);
-        var unet = UNetLoader.Load(Path.Combine(folder, "unet"), options.Variant, options.Dtype, options.Device) as UNet2DConditionModel
+        using var load = new ComponentLoad();
+        var unet = load.Add(UNetLoader.Load(Path.Combine(folder, "unet"), options.Variant, options.Dtype, options.Device)) as UNet2DConditionModel
             ?? throw new DiffusionCacheException($"{folder}/unet: expected a UNet2DConditionModel");
-        AutoencoderKL? vae = null;
-        try
-        {
-            vae = AutoencoderLoader.Load(Path.Combine(folder, "vae"), options.Dtype, options.Device, options.Variant);
-            var labels = LatentPipelineFolder.LoadLabelEncoder(folder, options.Dtype, options.Device);
-            if (labels.Config.EmbeddingDim != unet.ContextDim)
-                throw new DiffusionCacheException($"{folder}: label_encoder embedding_dim {labels.Config.EmbeddingDim} differs from the U-Net's cross_attention_dim {unet.ContextDim}");
-            return new ClassConditionalPipeline(folder, unet, vae, labels, scheduler);
-        }
-        catch
-        {
-            unet.Dispose();
-            vae?.Dispose();
-            throw;
-        }
+        var vae = load.Add(AutoencoderLoader.Load(Path.Combine(folder, "vae"), options.Dtype, options.Device, options.Variant));
+        var labels = load.Add(LatentPipelineFolder.LoadLabelEncoder(folder, options.Dtype, options.Device));
+        if (labels.Config.EmbeddingDim != unet.ContextDim)
+            throw new DiffusionCacheException($"{folder}: label_encoder embedding_dim {labels.Config.EmbeddingDim} differs from the U-Net's cross_attention_dim {unet.ContextDim}");
+        load.Keep();
+        return new ClassConditionalPipeline(folder, unet, vae, labels, scheduler);
     }
 
     /// <summary>The sampling request for <paramref name="labels"/> (one image per label, seeded noise).</summary>

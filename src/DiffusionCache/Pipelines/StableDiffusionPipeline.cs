@@ -120,28 +120,15 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
     private static StableDiffusionPipeline Assemble(string origin, SchedulerConfig scheduler, ClipTokenizer tokenizer, IReadOnlyList<string> notes,
         Func<UNet2DConditionModel> loadUNet, Func<AutoencoderKL> loadVae, Func<ClipTextModel> loadText)
     {
-        var disposables = new List<IDisposable>();
-        try
-        {
-            var unet = loadUNet();
-            disposables.Add(unet);
-            var vae = loadVae();
-            disposables.Add(vae);
-            var text = loadText();
-            disposables.Add(text);
-            if (text.Config.HiddenSize != unet.ContextDim)
-                throw new DiffusionCacheException($"{origin}: the text encoder's hidden size {text.Config.HiddenSize} differs from the U-Net's cross_attention_dim {unet.ContextDim}");
-            if (vae.LatentChannels != unet.InChannels)
-                throw new DiffusionCacheException($"{origin}: the VAE has {vae.LatentChannels} latent channels, the U-Net takes {unet.InChannels}");
-            if (tokenizer.VocabSize > text.Config.VocabSize)
-                throw new DiffusionCacheException($"{origin}: the tokenizer has {tokenizer.VocabSize} ids, the text encoder {text.Config.VocabSize}");
-            return new StableDiffusionPipeline(origin, unet, vae, scheduler, new ClipPromptEncoder(tokenizer, text), notes);
-        }
-        catch
-        {
-            disposables.ForEach(d => d.Dispose());
-            throw;
-        }
+        using var load = new ComponentLoad();
+        var unet = load.Add(loadUNet());
+        var vae = load.Add(loadVae());
+        var text = load.Add(loadText());
+        if (text.Config.HiddenSize != unet.ContextDim)
+            throw new DiffusionCacheException($"{origin}: the text encoder's hidden size {text.Config.HiddenSize} differs from the U-Net's cross_attention_dim {unet.ContextDim}");
+        CheckFit(origin, unet, vae, tokenizer, text);
+        load.Keep();
+        return new StableDiffusionPipeline(origin, unet, vae, scheduler, new ClipPromptEncoder(tokenizer, text), notes);
     }
 
     public override void Validate(TextToImage call)

@@ -72,35 +72,26 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
 
         var notes = CheckComponents(index, "unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler");
 
-        var disposables = new List<IDisposable>();
-        try
+        using var load = new ComponentLoad();
+        var unet = load.Add((UNet2DConditionModel)UNetLoader.Load(unetDir, options.Variant, options.Dtype, options.Device));
+        if (unet.PooledTextDim is null)
+            throw new DiffusionCacheException($"{unetDir}: an SDXL U-Net needs addition_embed_type \"text_time\"");
+        var vae = load.Add(AutoencoderLoader.Load(vaeDir, VaeDtype(AutoencoderKLConfig.FromFile(Path.Combine(vaeDir, "config.json")), options),
+            options.Device, options.Variant));
+        var text1 = load.Add(TextEncoderLoader.Load(text1Dir, options.Dtype, options.Device, options.Variant));
+        var text2 = load.Add(TextEncoderLoader.Load(text2Dir, options.Dtype, options.Device, options.Variant));
+        if (text1.Config.HiddenSize + text2.Config.HiddenSize != unet.ContextDim)
+            throw new DiffusionCacheException($"{folder}: the text encoders' widths {text1.Config.HiddenSize} + {text2.Config.HiddenSize} differ from the U-Net's cross_attention_dim {unet.ContextDim}");
+        if (text2.Config.ProjectionDim != unet.PooledTextDim)
+            throw new DiffusionCacheException($"{folder}: text_encoder_2's projection_dim {text2.Config.ProjectionDim} differs from the U-Net's pooled width {unet.PooledTextDim} (projection_class_embeddings_input_dim - 6 x addition_time_embed_dim)");
+        CheckFit(folder, unet, vae, tokenizer1, text1);
+        CheckFit(folder, unet, vae, tokenizer2, text2);
+        load.Keep();
+        return new StableDiffusionXLPipeline(folder, unet, vae, scheduler, new ClipPromptEncoder(tokenizer1, text1),
+            new ClipPromptEncoder(tokenizer2, text2), notes)
         {
-            var unet = (UNet2DConditionModel)UNetLoader.Load(unetDir, options.Variant, options.Dtype, options.Device);
-            disposables.Add(unet);
-            if (unet.PooledTextDim is null)
-                throw new DiffusionCacheException($"{unetDir}: an SDXL U-Net needs addition_embed_type \"text_time\"");
-            var vae = AutoencoderLoader.Load(vaeDir, VaeDtype(AutoencoderKLConfig.FromFile(Path.Combine(vaeDir, "config.json")), options),
-                options.Device, options.Variant);
-            disposables.Add(vae);
-            var text1 = TextEncoderLoader.Load(text1Dir, options.Dtype, options.Device, options.Variant);
-            disposables.Add(text1);
-            var text2 = TextEncoderLoader.Load(text2Dir, options.Dtype, options.Device, options.Variant);
-            disposables.Add(text2);
-            if (text1.Config.HiddenSize + text2.Config.HiddenSize != unet.ContextDim)
-                throw new DiffusionCacheException($"{folder}: the text encoders' widths {text1.Config.HiddenSize} + {text2.Config.HiddenSize} differ from the U-Net's cross_attention_dim {unet.ContextDim}");
-            if (text2.Config.ProjectionDim != unet.PooledTextDim)
-                throw new DiffusionCacheException($"{folder}: text_encoder_2's projection_dim {text2.Config.ProjectionDim} differs from the U-Net's pooled width {unet.PooledTextDim} (projection_class_embeddings_input_dim - 6 x addition_time_embed_dim)");
-            return new StableDiffusionXLPipeline(folder, unet, vae, scheduler, new ClipPromptEncoder(tokenizer1, text1),
-                new ClipPromptEncoder(tokenizer2, text2), notes)
-            {
-                ForceZerosForEmptyPrompt = index.Bool("force_zeros_for_empty_prompt", true),
-            };
-        }
-        catch
-        {
-            disposables.ForEach(d => d.Dispose());
-            throw;
-        }
+            ForceZerosForEmptyPrompt = index.Bool("force_zeros_for_empty_prompt", true),
+        };
     }
 
     public override void Validate(TextToImage call)

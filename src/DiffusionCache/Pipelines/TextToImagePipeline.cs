@@ -2,6 +2,7 @@ using DiffusionCache.Caching;
 using DiffusionCache.Formats.Diffusers;
 using DiffusionCache.Models.Autoencoders;
 using DiffusionCache.Models.Config;
+using DiffusionCache.Models.Text;
 using DiffusionCache.Models.UNets;
 using DiffusionCache.Schedulers;
 using static TorchSharp.torch;
@@ -87,6 +88,16 @@ public abstract class TextToImagePipeline : LatentDiffusionPipeline
             throw new DiffusionCacheException($"{index.Folder}: component '{extra.Name}' ({extra.ClassName}) is not supported");
         return Ignored.Where(n => index.Components.TryGetValue(n, out var c) && c.IsPresent)
             .Select(n => $"{n} ({index.Components[n].ClassName}) is not loaded: DiffusionCache runs no {n.Replace('_', ' ')}").ToList();
+    }
+
+    /// <summary>What every text-to-image pipeline checks of its parts: the VAE's latents are the U-Net's input, and the
+    /// tokenizer's ids exist in the text encoder's vocabulary.</summary>
+    protected static void CheckFit(string origin, UNet2DConditionModel unet, AutoencoderKL vae, ClipTokenizer tokenizer, ClipTextModel text)
+    {
+        if (vae.LatentChannels != unet.InChannels)
+            throw new DiffusionCacheException($"{origin}: the VAE has {vae.LatentChannels} latent channels, the U-Net takes {unet.InChannels}");
+        if (tokenizer.VocabSize > text.Config.VocabSize)
+            throw new DiffusionCacheException($"{origin}: the tokenizer has {tokenizer.VocabSize} ids, the text encoder {text.Config.VocabSize}");
     }
 
     /// <summary>A VAE that asks for it (<c>force_upcast</c>) stays in float32 under a half-precision type.</summary>
