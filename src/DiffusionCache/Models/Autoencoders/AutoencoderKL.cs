@@ -19,8 +19,12 @@ public sealed class AutoencoderKL : nn.Module
     private readonly Conv2d? _quantConv;
     private readonly Conv2d? _postQuantConv;
 
+    /// <summary>The validated config the model was built from.</summary>
     public AutoencoderKLConfig Config => _c;
+    /// <summary>diffusers' <c>scaling_factor</c> (0.18215 for SD 1.x/2.x): pipelines multiply encoded latents by
+    /// it and divide latents by it before <see cref="Decode"/>; this class never applies it.</summary>
     public double ScalingFactor => _c.ScalingFactor;
+    /// <summary>Channels of the latents (<c>latent_channels</c>; 4 for Stable Diffusion).</summary>
     public int LatentChannels => _c.LatentChannels;
     /// <summary>Image side / latent side.</summary>
     public int DownFactor => _c.DownFactor;
@@ -34,6 +38,10 @@ public sealed class AutoencoderKL : nn.Module
     /// </summary>
     public Action<string, Tensor>? Observer { get; set; }
 
+    /// <summary>Builds the VAE with freshly initialised weights, in eval mode. Load weights with
+    /// <see cref="Loading.AutoencoderLoader"/>.</summary>
+    /// <param name="config">A config as <see cref="AutoencoderKLConfig.Read"/> validates it.</param>
+    /// <exception cref="ArgumentException">The config has no blocks or fewer than one resnet per block.</exception>
     public AutoencoderKL(AutoencoderKLConfig config) : base(nameof(AutoencoderKL))
     {
         if (config.BlockOutChannels.Count == 0 || config.LayersPerBlock < 1)
@@ -59,6 +67,8 @@ public sealed class AutoencoderKL : nn.Module
 
     /// <summary><c>encode(image).latent_dist</c>: the posterior over latents, [B, latent, H/f, W/f] each.</summary>
     /// <param name="image">[B, in_channels, H, W], values in [-1, 1].</param>
+    /// <returns>The posterior; the caller owns it (dispose it).</returns>
+    /// <exception cref="DiffusionCacheException"><paramref name="image"/> is not [B, in_channels, H, W].</exception>
     public DiagonalGaussian Encode(Tensor image)
     {
         CheckInput(image, _c.InChannels, "image");
@@ -79,6 +89,10 @@ public sealed class AutoencoderKL : nn.Module
     }
 
     /// <summary><c>decode(latents).sample</c>: the raw image (not clamped), [B, out_channels, H·f, W·f].</summary>
+    /// <param name="latents">[B, latent_channels, h, w], already divided by <see cref="ScalingFactor"/>.</param>
+    /// <returns>The image; the caller owns it.</returns>
+    /// <exception cref="DiffusionCacheException"><paramref name="latents"/> is not
+    /// [B, latent_channels, h, w].</exception>
     public Tensor Decode(Tensor latents)
     {
         CheckInput(latents, _c.LatentChannels, "latents");

@@ -19,6 +19,8 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
     private readonly GroupNorm _convNormOut;
     private readonly Conv2d _convOut;
 
+    /// <summary>Builds the decoder with freshly initialised weights.</summary>
+    /// <param name="config">The VAE's config.</param>
     public Decoder(AutoencoderKLConfig config) : base(nameof(Decoder))
     {
         var rev = config.BlockOutChannels.Reverse().ToArray();
@@ -44,10 +46,15 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
     /// <c>state_dict()</c> listed each tensor twice.</summary>
     protected override void RegisterComponents() { }
 
+    /// <summary>Decodes without an observer; see <see cref="Forward"/>.</summary>
+    /// <param name="latents">[B, latent_channels, h, w], after <c>post_quant_conv</c>.</param>
     public override Tensor forward(Tensor latents) => Forward(latents, null);
 
+    /// <summary>Decodes latents into an image (not clamped).</summary>
+    /// <param name="latents">[B, latent_channels, h, w], after <c>post_quant_conv</c>.</param>
     /// <param name="observe">Called with <c>conv_in</c>, <c>mid_block</c> and <c>up_blocks.{i}</c> outputs; the
     /// tensors belong to this call's dispose scope, so an observer that keeps one clones it.</param>
+    /// <returns>[B, out_channels, h·f, w·f], f the VAE's down factor; the caller owns it.</returns>
     public Tensor Forward(Tensor latents, Action<string, Tensor>? observe)
     {
         using var scope = NewDisposeScope();

@@ -7,6 +7,8 @@ namespace DiffusionCache.Models.Autoencoders;
 /// diffusers' <c>DiagonalGaussianDistribution</c>: the VAE posterior N(mean, exp(logvar)) per latent element.
 /// Owns its two tensors (dispose it, or them).
 /// </summary>
+/// <param name="Mean">The mean, [B, C, h, w].</param>
+/// <param name="LogVar">The log-variance, same shape (clamped to [-30, 20] by <see cref="FromMoments"/>).</param>
 public sealed record DiagonalGaussian(Tensor Mean, Tensor LogVar) : IDisposable
 {
     /// <summary>Splits <c>quant_conv</c>'s output [B, 2C, h, w] into mean and log-variance along channels and
@@ -44,6 +46,7 @@ public sealed record DiagonalGaussian(Tensor Mean, Tensor LogVar) : IDisposable
         return (0.5 * (Mean.pow(2) + LogVar.exp() - 1.0 - LogVar).sum(dims)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Disposes <see cref="Mean"/> and <see cref="LogVar"/>.</summary>
     public void Dispose()
     {
         Mean.Dispose();

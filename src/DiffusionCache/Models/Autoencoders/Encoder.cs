@@ -19,6 +19,8 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
     private readonly GroupNorm _convNormOut;
     private readonly Conv2d _convOut;
 
+    /// <summary>Builds the encoder with freshly initialised weights.</summary>
+    /// <param name="config">The VAE's config.</param>
     public Encoder(AutoencoderKLConfig config) : base(nameof(Encoder))
     {
         var ch = config.BlockOutChannels;
@@ -44,10 +46,16 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
     /// <c>state_dict()</c> listed each tensor twice.</summary>
     protected override void RegisterComponents() { }
 
+    /// <summary>Encodes without an observer; see <see cref="Forward"/>.</summary>
+    /// <param name="image">[B, in_channels, H, W], values in [-1, 1].</param>
     public override Tensor forward(Tensor image) => Forward(image, null);
 
+    /// <summary>Encodes an image into the moments of its latent posterior (before <c>quant_conv</c>).</summary>
+    /// <param name="image">[B, in_channels, H, W], values in [-1, 1].</param>
     /// <param name="observe">Called with <c>conv_in</c>, <c>down_blocks.{i}</c> and <c>mid_block</c> outputs; the
     /// tensors belong to this call's dispose scope, so an observer that keeps one clones it.</param>
+    /// <returns>[B, 2·latent_channels, H/f, W/f] (mean, then log-variance), f the VAE's down factor; the caller
+    /// owns it.</returns>
     public Tensor Forward(Tensor image, Action<string, Tensor>? observe)
     {
         using var scope = NewDisposeScope();

@@ -17,6 +17,16 @@ public sealed class DownBlock : UNetBlock
     private readonly ModuleList<Downsample2D>? _downsamplers;
     private readonly BlockSite? _downsamplerSite;
 
+    /// <summary>Assembles a down block and registers its call sites on <paramref name="seam"/> in execution order:
+    /// the block (<c>down_blocks.{index}</c>), its resnets and spatial layers, then its downsampler.</summary>
+    /// <param name="typeName">diffusers' block type (<c>DownBlock2D</c>, <c>CrossAttnDownBlock2D</c>,
+    /// <c>AttnDownBlock2D</c>), kept as <see cref="UNetBlock.TypeName"/>.</param>
+    /// <param name="seam">The owning U-Net's seam, which every layer call of this block goes through.</param>
+    /// <param name="index">Position in <c>down_blocks</c>, which is also the block's resolution level.</param>
+    /// <param name="resnets">The resnets (<c>resnets.j</c>).</param>
+    /// <param name="attentions">The spatial layer run after each resnet (<c>attentions.j</c>), or null for a block
+    /// without attention.</param>
+    /// <param name="downsampler">The downsampler, or null (the last down block has none).</param>
     public DownBlock(string typeName, BlockSeam seam, int index, IReadOnlyList<ResnetBlock2D> resnets,
         IReadOnlyList<nn.Module<Tensor, Tensor?, Tensor>>? attentions, Downsample2D? downsampler)
         : base(typeName, seam, seam.Register($"down_blocks.{index}", BlockKind.DownBlock, index), resnets, attentions)
@@ -27,6 +37,10 @@ public sealed class DownBlock : UNetBlock
         register_module("downsamplers", _downsamplers);
     }
 
+    /// <summary>Runs the block's layers, each through the seam at its own site.</summary>
+    /// <param name="hidden">The block's input, [B, C_in, H, W].</param>
+    /// <param name="temb">The time embedding, [B, temb_channels].</param>
+    /// <param name="context">Cross-attention context [B, L, D]; null for blocks without cross-attention.</param>
     /// <returns>The block's hidden state and its skip tensors: one per layer, then the downsampler's output.</returns>
     public BlockOutput Forward(Tensor hidden, Tensor temb, Tensor? context)
     {

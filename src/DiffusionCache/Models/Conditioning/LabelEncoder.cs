@@ -7,8 +7,15 @@ using static TorchSharp.torch;
 namespace DiffusionCache.Models.Conditioning;
 
 /// <summary>Config of <see cref="LabelEncoder"/> (<c>label_encoder/config.json</c>).</summary>
+/// <param name="NumLabels">Number of real classes (<c>num_labels</c>); the null label is one more.</param>
+/// <param name="TokensPerLabel">Context tokens per label (<c>tokens_per_label</c>).</param>
+/// <param name="EmbeddingDim">Width of each token (<c>embedding_dim</c>): the U-Net's cross-attention width.</param>
 public sealed record LabelEncoderConfig(int NumLabels, int TokensPerLabel, int EmbeddingDim)
 {
+    /// <summary>Reads and validates <c>label_encoder/config.json</c>.</summary>
+    /// <param name="path">Path of the config file.</param>
+    /// <exception cref="DiffusionCacheException">The file is missing or not JSON, names another class, has an
+    /// unknown key, or a size is not positive.</exception>
     public static LabelEncoderConfig FromFile(string path)
     {
         var r = ConfigReader.FromFile(path, out var doc);
@@ -24,6 +31,7 @@ public sealed record LabelEncoderConfig(int NumLabels, int TokensPerLabel, int E
         }
     }
 
+    /// <summary>The config as <see cref="FromFile"/> reads it: indented JSON with <c>_class_name</c>.</summary>
     public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object>
     {
         ["_class_name"] = nameof(LabelEncoder),
@@ -47,9 +55,14 @@ public sealed class LabelEncoder : nn.Module<Tensor, Tensor>
 
     private readonly Embedding _embedding;
 
+    /// <summary>The config the encoder was built from.</summary>
     public LabelEncoderConfig Config { get; }
+    /// <summary>The label of the unconditional input for classifier-free guidance: <c>num_labels</c>.</summary>
     public long NullLabel => Config.NumLabels;
 
+    /// <summary>Builds the encoder with its embeddings drawn from N(0, 1) (one row per label and one for the null
+    /// label).</summary>
+    /// <param name="config">Label count and token shape.</param>
     public LabelEncoder(LabelEncoderConfig config) : base(nameof(LabelEncoder))
     {
         Config = config;
@@ -67,6 +80,11 @@ public sealed class LabelEncoder : nn.Module<Tensor, Tensor>
         return flat.view(labels.shape[0], Config.TokensPerLabel, Config.EmbeddingDim);
     }
 
+    /// <summary>The unconditional context of classifier-free guidance: <see cref="NullLabel"/>'s tokens for every
+    /// batch element.</summary>
+    /// <param name="batch">Batch size B.</param>
+    /// <param name="device">The device the encoder's weights are on.</param>
+    /// <returns>[B, tokens_per_label, embedding_dim].</returns>
     public Tensor Null(long batch, Device device) =>
         forward(full([batch], NullLabel, ScalarType.Int64, device));
 }

@@ -8,14 +8,22 @@ namespace DiffusionCache.Models.Config;
 /// </summary>
 public sealed record AutoencoderKLConfig
 {
+    /// <summary>Image channels the encoder takes (<c>in_channels</c>).</summary>
     public int InChannels { get; init; } = 3;
+    /// <summary>Image channels the decoder produces (<c>out_channels</c>).</summary>
     public int OutChannels { get; init; } = 3;
+    /// <summary>Encoder block types, one per block; only <c>DownEncoderBlock2D</c> is supported.</summary>
     public IReadOnlyList<string> DownBlockTypes { get; init; } = ["DownEncoderBlock2D"];
+    /// <summary>Decoder block types, one per block; only <c>UpDecoderBlock2D</c> is supported.</summary>
     public IReadOnlyList<string> UpBlockTypes { get; init; } = ["UpDecoderBlock2D"];
+    /// <summary>Channels per encoder block (the decoder uses them reversed); each a multiple of
+    /// <see cref="NormNumGroups"/>.</summary>
     public IReadOnlyList<int> BlockOutChannels { get; init; } = [64];
     /// <summary>Resnets per encoder block; decoder blocks have one more (diffusers' layout).</summary>
     public int LayersPerBlock { get; init; } = 1;
+    /// <summary>Channels of the latents (<c>latent_channels</c>); the encoder outputs twice as many moments.</summary>
     public int LatentChannels { get; init; } = 4;
+    /// <summary>Groups of every GroupNorm (<c>norm_num_groups</c>).</summary>
     public int NormNumGroups { get; init; } = 32;
     /// <summary>Informative: the image side the model was trained at.</summary>
     public int SampleSize { get; init; } = 32;
@@ -24,8 +32,12 @@ public sealed record AutoencoderKLConfig
     public double ScalingFactor { get; init; } = 0.18215;
     /// <summary>A pipeline hint: run this VAE in float32 even when the pipeline is half precision.</summary>
     public bool ForceUpcast { get; init; } = true;
+    /// <summary>Whether the 1x1 <c>quant_conv</c> follows the encoder (<c>use_quant_conv</c>).</summary>
     public bool UseQuantConv { get; init; } = true;
+    /// <summary>Whether the 1x1 <c>post_quant_conv</c> precedes the decoder (<c>use_post_quant_conv</c>).</summary>
     public bool UsePostQuantConv { get; init; } = true;
+    /// <summary>Whether the encoder's and decoder's mid blocks have their self-attention
+    /// (<c>mid_block_add_attention</c>).</summary>
     public bool MidBlockAddAttention { get; init; } = true;
 
     /// <summary>Spatial down factor between image and latents: 2 per down block but the last.</summary>
@@ -41,12 +53,20 @@ public sealed record AutoencoderKLConfig
         SampleSize = 512,
     };
 
+    /// <summary>Reads and validates a <c>config.json</c>; see <see cref="Read"/>.</summary>
+    /// <param name="path">The config file.</param>
+    /// <exception cref="DiffusionCacheException">The file is missing or not JSON, or <see cref="Read"/> refuses
+    /// it.</exception>
     public static AutoencoderKLConfig FromFile(string path)
     {
         var reader = ConfigReader.FromFile(path, out var doc);
         using (doc) return Read(reader);
     }
 
+    /// <summary>Reads an <c>AutoencoderKL</c> config strictly: unknown keys, other block types or activations,
+    /// <c>shift_factor</c>, <c>latents_mean</c>/<c>latents_std</c> and non-positive sizes are refused.</summary>
+    /// <param name="r">A reader over the config, not yet read from.</param>
+    /// <exception cref="ConfigException">The config is malformed or asks for something not implemented.</exception>
     public static AutoencoderKLConfig Read(ConfigReader r)
     {
         var cls = r.String("_class_name", "AutoencoderKL");

@@ -10,21 +10,34 @@ namespace DiffusionCache.Models.Config;
 /// </summary>
 public sealed record ClipTextConfig
 {
+    /// <summary>Rows of the token embedding (<c>vocab_size</c>; 49408 for CLIP's BPE vocabulary).</summary>
     public int VocabSize { get; init; } = 49408;
+    /// <summary>Width of the token states and of the output (<c>hidden_size</c>): the context width the U-Net
+    /// sees (768 for SD 1.x, 1024 for SD 2.x).</summary>
     public int HiddenSize { get; init; } = 512;
+    /// <summary>Inner width of each layer's MLP (<c>intermediate_size</c>).</summary>
     public int IntermediateSize { get; init; } = 2048;
+    /// <summary>Output width of <c>text_projection</c> (<c>projection_dim</c>); used only by the projection
+    /// variant.</summary>
     public int ProjectionDim { get; init; } = 512;
+    /// <summary>Number of encoder layers (<c>num_hidden_layers</c>).</summary>
     public int NumHiddenLayers { get; init; } = 12;
+    /// <summary>Attention heads per layer (<c>num_attention_heads</c>); must divide <see cref="HiddenSize"/>.</summary>
     public int NumAttentionHeads { get; init; } = 8;
+    /// <summary>Longest token sequence the model takes (<c>max_position_embeddings</c>; 77 for CLIP).</summary>
     public int MaxPositionEmbeddings { get; init; } = 77;
     /// <summary><c>quick_gelu</c> (CLIP ViT-L/14, SD 1.x) or <c>gelu</c> (OpenCLIP, SD 2.x and SDXL's second encoder).</summary>
     public string HiddenAct { get; init; } = "quick_gelu";
+    /// <summary>Epsilon of every LayerNorm (<c>layer_norm_eps</c>).</summary>
     public double LayerNormEps { get; init; } = 1e-5;
     /// <summary>Chooses the pooled position: 2 (the legacy value of SD 1.x/2.x configs) means argmax of the ids.</summary>
     public int EosTokenId { get; init; } = 2;
+    /// <summary><c>bos_token_id</c>; kept so that the config round-trips, not read by the forward pass.</summary>
     public int BosTokenId { get; init; } = 1;
+    /// <summary><c>pad_token_id</c>; kept so that the config round-trips, not read by the forward pass.</summary>
     public int PadTokenId { get; init; } = 1;
 
+    /// <summary>Width of each attention head: <see cref="HiddenSize"/> / <see cref="NumAttentionHeads"/>.</summary>
     public int HeadDim => HiddenSize / NumAttentionHeads;
 
     /// <summary>Written by transformers' PretrainedConfig for any model; none of them changes a text encoder's
@@ -44,12 +57,21 @@ public sealed record ClipTextConfig
         "task_specific_params", "problem_type", "gradient_checkpointing",
     ];
 
+    /// <summary>Reads and validates a text encoder's <c>config.json</c>; see <see cref="Read"/>.</summary>
+    /// <param name="path">The config file.</param>
+    /// <exception cref="DiffusionCacheException">The file is missing or not JSON, or <see cref="Read"/> refuses
+    /// it.</exception>
     public static ClipTextConfig FromFile(string path)
     {
         var reader = ConfigReader.FromFile(path, out var doc);
         using (doc) return Read(reader);
     }
 
+    /// <summary>Reads a CLIP text config strictly: <c>model_type</c> must be <c>clip_text_model</c>,
+    /// <c>hidden_act</c> <c>quick_gelu</c> or <c>gelu</c>, sizes positive and divisible; transformers' generic
+    /// bookkeeping keys are accepted, any other unknown key is refused.</summary>
+    /// <param name="r">A reader over the config, not yet read from.</param>
+    /// <exception cref="ConfigException">The config is malformed or asks for something not implemented.</exception>
     public static ClipTextConfig Read(ConfigReader r)
     {
         var d = new ClipTextConfig();

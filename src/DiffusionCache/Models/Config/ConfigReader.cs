@@ -12,8 +12,14 @@ public sealed class ConfigReader
     private readonly JsonElement _root;
     private readonly HashSet<string> _read = new(StringComparer.Ordinal);
 
+    /// <summary>What errors name as the config's origin: the file's path for <see cref="FromFile"/>.</summary>
     public string Source { get; }
 
+    /// <summary>Reads a parsed config; its <see cref="JsonDocument"/> must stay alive while the reader is
+    /// used.</summary>
+    /// <param name="root">The config, which must be a JSON object.</param>
+    /// <param name="source">What errors name as the config's origin (usually its path).</param>
+    /// <exception cref="ConfigException"><paramref name="root"/> is not an object.</exception>
     public ConfigReader(JsonElement root, string source)
     {
         if (root.ValueKind != JsonValueKind.Object) throw Error($"config must be a JSON object, found {root.ValueKind}", source);
@@ -21,6 +27,10 @@ public sealed class ConfigReader
         Source = source;
     }
 
+    /// <summary>Parses a <c>config.json</c> and returns a reader over it.</summary>
+    /// <param name="path">The config file.</param>
+    /// <param name="document">The parsed document, which the caller disposes once done with the reader.</param>
+    /// <exception cref="DiffusionCacheException">The file is missing, not valid JSON, or not an object.</exception>
     public static ConfigReader FromFile(string path, out JsonDocument document)
     {
         if (!File.Exists(path)) throw new DiffusionCacheException($"{path}: config file not found");
@@ -41,12 +51,20 @@ public sealed class ConfigReader
         return _root.TryGetProperty(key, out value) && value.ValueKind != JsonValueKind.Null;
     }
 
+    /// <summary>A string; <paramref name="fallback"/> when the key is missing or JSON null. Every reader method
+    /// marks its key as read (see <see cref="EnsureAllRead"/>) and throws <see cref="ConfigException"/> when the
+    /// value has another JSON type.</summary>
+    /// <param name="key">The snake_case key.</param>
+    /// <param name="fallback">The value of a missing or null key.</param>
     public string? String(string key, string? fallback)
     {
         if (!TryGet(key, out var v)) return fallback;
         return v.ValueKind == JsonValueKind.String ? v.GetString() : throw Bad(key, v, "a string");
     }
 
+    /// <summary>A 32-bit integer; <paramref name="fallback"/> when the key is missing or JSON null.</summary>
+    /// <param name="key">The snake_case key.</param>
+    /// <param name="fallback">The value of a missing or null key.</param>
     public int Int(string key, int fallback)
     {
         if (!TryGet(key, out var v)) return fallback;
@@ -62,18 +80,27 @@ public sealed class ConfigReader
         return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw Bad(key, v, "an integer or null");
     }
 
+    /// <summary>A number; <paramref name="fallback"/> when the key is missing or JSON null.</summary>
+    /// <param name="key">The snake_case key.</param>
+    /// <param name="fallback">The value of a missing or null key.</param>
     public double Double(string key, double fallback)
     {
         if (!TryGet(key, out var v)) return fallback;
         return v.ValueKind == JsonValueKind.Number ? v.GetDouble() : throw Bad(key, v, "a number");
     }
 
+    /// <summary>A boolean; <paramref name="fallback"/> when the key is missing or JSON null.</summary>
+    /// <param name="key">The snake_case key.</param>
+    /// <param name="fallback">The value of a missing or null key.</param>
     public bool Bool(string key, bool fallback)
     {
         if (!TryGet(key, out var v)) return fallback;
         return v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Bad(key, v, "true or false");
     }
 
+    /// <summary>A list of strings; <paramref name="fallback"/> when the key is missing or JSON null.</summary>
+    /// <param name="key">The snake_case key.</param>
+    /// <param name="fallback">The value of a missing or null key.</param>
     public IReadOnlyList<string> Strings(string key, IReadOnlyList<string> fallback)
     {
         if (!TryGet(key, out var v)) return fallback;
@@ -82,6 +109,9 @@ public sealed class ConfigReader
         return v.EnumerateArray().Select(e => e.GetString()!).ToArray();
     }
 
+    /// <summary>A list of 32-bit integers; <paramref name="fallback"/> when the key is missing or JSON null.</summary>
+    /// <param name="key">The snake_case key.</param>
+    /// <param name="fallback">The value of a missing or null key.</param>
     public IReadOnlyList<int> Ints(string key, IReadOnlyList<int> fallback)
     {
         if (!TryGet(key, out var v)) return fallback;
@@ -101,6 +131,12 @@ public sealed class ConfigReader
         return list;
     }
 
+    /// <summary>A boolean or a per-block list of booleans (diffusers accepts both, e.g. for
+    /// <c>only_cross_attention</c>).</summary>
+    /// <param name="key">The snake_case key.</param>
+    /// <param name="count">The number of blocks, which a list must match.</param>
+    /// <param name="list">The list when the value is one; otherwise null.</param>
+    /// <returns>The single value; null when the key is missing or null, or when the value is a list.</returns>
     public bool? BoolOrList(string key, int count, out IReadOnlyList<bool>? list)
     {
         list = null;
@@ -146,9 +182,16 @@ public sealed class ConfigReader
         }
     }
 
+    /// <summary>An error for the caller to throw: <paramref name="key"/> has a value we do not implement.</summary>
+    /// <param name="key">The key.</param>
+    /// <param name="value">The value as JSON text (shortened to 80 characters in the message).</param>
+    /// <returns>A <see cref="ConfigException"/> naming <see cref="Source"/>, the key and the value.</returns>
     public DiffusionCacheException Unsupported(string key, string value) =>
         Error($"config '{key}' = {Trim(value)} is not supported");
 
+    /// <summary>An error for the caller to throw, naming the config's <see cref="Source"/>.</summary>
+    /// <param name="problem">What is wrong with the config.</param>
+    /// <returns>A <see cref="ConfigException"/>.</returns>
     public DiffusionCacheException Error(string problem) => Error(problem, Source);
 
     private static DiffusionCacheException Error(string problem, string source) => new ConfigException(source, problem);
@@ -160,7 +203,10 @@ public sealed class ConfigReader
 }
 
 /// <summary>A model or scheduler configuration that is malformed or asks for something we do not implement.</summary>
+/// <param name="source">The config's origin (usually its path), which the message starts with.</param>
+/// <param name="problem">What is wrong with it.</param>
 public sealed class ConfigException(string source, string problem) : DiffusionCacheException($"{source}: {problem}")
 {
+    /// <summary>The config's origin (usually its path).</summary>
     public string ConfigSource { get; } = source;
 }

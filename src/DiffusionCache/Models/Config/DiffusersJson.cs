@@ -6,8 +6,15 @@ namespace DiffusionCache.Models.Config;
 /// sorted), so that our exported folders load in diffusers too.</summary>
 public static class DiffusersJson
 {
+    /// <summary>The <c>_diffusers_version</c> written into configs: the diffusers version whose layouts and
+    /// defaults this library follows.</summary>
     public const string Version = "0.27.2";
 
+    /// <summary>A config as diffusers writes it: <paramref name="values"/> plus <c>_class_name</c> and
+    /// <c>_diffusers_version</c>, keys sorted ordinally, indented.</summary>
+    /// <param name="className">diffusers' class name, e.g. <c>UNet2DConditionModel</c>.</param>
+    /// <param name="values">The config's entries under their snake_case keys; a null value is written as null.</param>
+    /// <returns>The JSON text.</returns>
     public static string Write(string className, IReadOnlyDictionary<string, object?> values)
     {
         var all = new SortedDictionary<string, object?>(StringComparer.Ordinal)
@@ -19,6 +26,10 @@ public static class DiffusersJson
         return JsonSerializer.Serialize(all, new JsonSerializerOptions { WriteIndented = true });
     }
 
+    /// <summary>The <c>config.json</c> of a <c>UNet2DConditionModel</c>. Head counts are written as
+    /// <c>attention_head_dim</c> with <c>num_attention_heads</c> null, the form in which diffusers 0.27.2 reads
+    /// them (see <see cref="UNet2DConditionConfig.NumAttentionHeads"/>).</summary>
+    /// <param name="c">The config to write.</param>
     public static string ToJson(this UNet2DConditionConfig c) => Write("UNet2DConditionModel", new Dictionary<string, object?>
     {
         ["in_channels"] = c.InChannels,
@@ -56,6 +67,8 @@ public static class DiffusersJson
         ["projection_class_embeddings_input_dim"] = c.ProjectionClassEmbeddingsInputDim,
     });
 
+    /// <summary>The <c>config.json</c> of an <c>AutoencoderKL</c>.</summary>
+    /// <param name="c">The config to write.</param>
     public static string ToJson(this AutoencoderKLConfig c) => Write("AutoencoderKL", new Dictionary<string, object?>
     {
         ["in_channels"] = c.InChannels,

@@ -10,40 +10,80 @@ namespace DiffusionCache.Models.Config;
 /// </summary>
 public sealed record UNet2DConditionConfig
 {
+    /// <summary>Channels of the latent sample (<c>in_channels</c>).</summary>
     public int InChannels { get; init; } = 4;
+    /// <summary>Channels of the prediction (<c>out_channels</c>).</summary>
     public int OutChannels { get; init; } = 4;
+    /// <summary>Latent side the model was trained at (<c>sample_size</c>; 64 = 512 px for SD 1.5);
+    /// informative.</summary>
     public int SampleSize { get; init; } = 64;
+    /// <summary>Maps the sample from [0, 1] to [-1, 1] (2x - 1) before <c>conv_in</c>
+    /// (<c>center_input_sample</c>).</summary>
     public bool CenterInputSample { get; init; }
+    /// <summary>Order of the sinusoidal timestep embedding: [cos, sin] when true, [sin, cos] when false
+    /// (<c>flip_sin_to_cos</c>).</summary>
     public bool FlipSinToCos { get; init; } = true;
+    /// <summary>Frequency shift of the timestep embedding: freq[i] = exp(-ln(10000) · i / (half - freq_shift))
+    /// (<c>freq_shift</c>).</summary>
     public int FreqShift { get; init; }
+    /// <summary>Down block per level, top first: <c>CrossAttnDownBlock2D</c> or <c>DownBlock2D</c>.</summary>
     public IReadOnlyList<string> DownBlockTypes { get; init; } =
         ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
     /// <summary><c>UNetMidBlock2DCrossAttn</c> or null (no mid block).</summary>
     public string? MidBlockType { get; init; } = "UNetMidBlock2DCrossAttn";
+    /// <summary>Up block per level, lowest resolution first: <c>CrossAttnUpBlock2D</c> or <c>UpBlock2D</c>.</summary>
     public IReadOnlyList<string> UpBlockTypes { get; init; } =
         ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"];
+    /// <summary>Per down block (up blocks use the list reversed): the first attention of each transformer block
+    /// attends to the context instead of the tokens (<c>only_cross_attention</c>).</summary>
     public IReadOnlyList<bool> OnlyCrossAttention { get; init; } = [false, false, false, false];
+    /// <summary>Channels per level, top first (<c>block_out_channels</c>); each divisible by its head count and by
+    /// <see cref="NormNumGroups"/>.</summary>
     public IReadOnlyList<int> BlockOutChannels { get; init; } = [320, 640, 1280, 1280];
+    /// <summary>Resnets per down block, per level (<c>layers_per_block</c>); up blocks have one more.</summary>
     public IReadOnlyList<int> LayersPerBlock { get; init; } = [2, 2, 2, 2];
+    /// <summary>Padding of the downsamplers' stride-2 conv (<c>downsample_padding</c>); 0 pads right/bottom by one
+    /// instead.</summary>
     public int DownsamplePadding { get; init; } = 1;
+    /// <summary>Output scale factor of the mid block's resnets: their output is divided by it
+    /// (<c>mid_block_scale_factor</c>).</summary>
     public double MidBlockScaleFactor { get; init; } = 1.0;
+    /// <summary>Activation of the resnets: always <c>silu</c> (<see cref="Read"/> reads <c>swish</c> as silu and
+    /// refuses others).</summary>
     public string ActFn { get; init; } = "silu";
     /// <summary>Null disables <c>conv_norm_out</c>, as in diffusers.</summary>
     public int? NormNumGroups { get; init; } = 32;
+    /// <summary>Epsilon of the resnets' GroupNorms and of <c>conv_norm_out</c> (<c>norm_eps</c>).</summary>
     public double NormEps { get; init; } = 1e-5;
+    /// <summary>Context width per down block (<c>cross_attention_dim</c>): 768 for SD 1.x, 1024 for SD 2.x, 2048
+    /// for SDXL. The model's context width is the first entry.</summary>
     public IReadOnlyList<int> CrossAttentionDim { get; init; } = [768, 768, 768, 768];
+    /// <summary>BasicTransformerBlocks in each Transformer2DModel, per down block; up blocks use the list reversed
+    /// (<c>transformer_layers_per_block</c>; nested per-layer lists are refused).</summary>
     public IReadOnlyList<int> TransformerLayersPerBlock { get; init; } = [1, 1, 1, 1];
     /// <summary>Heads per down block. diffusers 0.27.2 reads <c>attention_head_dim</c> as the head count when
     /// <c>num_attention_heads</c> is null (a naming quirk kept for SD checkpoints).</summary>
     public IReadOnlyList<int> NumAttentionHeads { get; init; } = [8, 8, 8, 8];
+    /// <summary>The transformers' proj_in/proj_out are linear layers rather than 1x1 convolutions (SD 2.x, SDXL;
+    /// <c>use_linear_projection</c>).</summary>
     public bool UseLinearProjection { get; init; }
+    /// <summary>diffusers' <c>upcast_attention</c>, kept for the config round trip: attention here always
+    /// accumulates in float32, so it changes nothing.</summary>
     public bool UpcastAttention { get; init; }
+    /// <summary>Classes of the optional class embedding (<c>num_class_embeds</c>); null for none. When set, the
+    /// model needs class labels.</summary>
     public int? NumClassEmbeds { get; init; }
+    /// <summary>Concatenates the class embedding to the time embedding instead of adding it, which doubles the
+    /// width the resnets receive (<c>class_embeddings_concat</c>).</summary>
     public bool ClassEmbeddingsConcat { get; init; }
     /// <summary><c>default</c> (add temb before norm2) or <c>scale_shift</c> (FiLM after norm2).</summary>
     public string ResnetTimeScaleShift { get; init; } = "default";
+    /// <summary>Explicit width of the time embedding (<c>time_embedding_dim</c>); null for the default, see
+    /// <see cref="TimeEmbedDim"/>.</summary>
     public int? TimeEmbeddingDim { get; init; }
+    /// <summary>Kernel size of <c>conv_in</c> (<c>conv_in_kernel</c>); odd, padded to keep the size.</summary>
     public int ConvInKernel { get; init; } = 3;
+    /// <summary>Kernel size of <c>conv_out</c> (<c>conv_out_kernel</c>); odd, padded to keep the size.</summary>
     public int ConvOutKernel { get; init; } = 3;
     /// <summary>SDXL's <c>text_time</c> added conditioning (pooled text embeddings and six size/crop ids through
     /// <c>add_time_proj</c> + <c>add_embedding</c>), or null.</summary>
@@ -58,7 +98,11 @@ public sealed record UNet2DConditionConfig
     /// <summary>The pooled text embedding width <c>text_time</c> expects.</summary>
     public int? PooledTextDim => AdditionEmbedType is null ? null : ProjectionClassEmbeddingsInputDim - TimeIdCount * AdditionTimeEmbedDim;
 
+    /// <summary>Width of the time embedding (<c>time_embedding</c>'s output): <see cref="TimeEmbeddingDim"/>, or
+    /// 4 × the first level's channels.</summary>
     public int TimeEmbedDim => TimeEmbeddingDim ?? BlockOutChannels[0] * 4;
+    /// <summary>Width of the embedding the resnets receive: <see cref="TimeEmbedDim"/>, doubled with
+    /// <see cref="ClassEmbeddingsConcat"/>.</summary>
     public int BlocksTimeEmbedDim => ClassEmbeddingsConcat ? TimeEmbedDim * 2 : TimeEmbedDim;
 
     /// <summary>Stable Diffusion 1.5's U-Net.</summary>
@@ -93,12 +137,20 @@ public sealed record UNet2DConditionConfig
         ProjectionClassEmbeddingsInputDim = 2816,
     };
 
+    /// <summary>Reads and validates a <c>config.json</c>; see <see cref="Read"/>.</summary>
+    /// <param name="path">The config file.</param>
+    /// <exception cref="DiffusionCacheException">The file is missing or not JSON, or <see cref="Read"/> refuses
+    /// it.</exception>
     public static UNet2DConditionConfig FromFile(string path)
     {
         var reader = ConfigReader.FromFile(path, out var doc);
         using (doc) return Read(reader);
     }
 
+    /// <summary>Reads a <c>UNet2DConditionModel</c> config strictly, expanding per-block values to lists: unknown
+    /// keys, block types and options we do not implement, and inconsistent sizes are refused.</summary>
+    /// <param name="r">A reader over the config, not yet read from.</param>
+    /// <exception cref="ConfigException">The config is malformed or asks for something not implemented.</exception>
     public static UNet2DConditionConfig Read(ConfigReader r)
     {
         var cls = r.String("_class_name", "UNet2DConditionModel");

@@ -6,35 +6,74 @@ namespace DiffusionCache.Models.Config;
 /// </summary>
 public sealed record UNet2DConfig
 {
+    /// <summary>Channels of the sample (<c>in_channels</c>; 3 for RGB images).</summary>
     public int InChannels { get; init; } = 3;
+    /// <summary>Channels of the prediction (<c>out_channels</c>).</summary>
     public int OutChannels { get; init; } = 3;
+    /// <summary>Image side the model was trained at (<c>sample_size</c>); informative.</summary>
     public int SampleSize { get; init; } = 32;
+    /// <summary>Maps the sample from [0, 1] to [-1, 1] (2x - 1) before <c>conv_in</c>
+    /// (<c>center_input_sample</c>).</summary>
     public bool CenterInputSample { get; init; }
+    /// <summary>Order of the sinusoidal timestep embedding: [cos, sin] when true, [sin, cos] when false
+    /// (<c>flip_sin_to_cos</c>).</summary>
     public bool FlipSinToCos { get; init; } = true;
+    /// <summary>Frequency shift of the timestep embedding: freq[i] = exp(-ln(10000) · i / (half - freq_shift))
+    /// (<c>freq_shift</c>).</summary>
     public int FreqShift { get; init; }
+    /// <summary>Down block per level, top first: <c>DownBlock2D</c> or <c>AttnDownBlock2D</c>.</summary>
     public IReadOnlyList<string> DownBlockTypes { get; init; } = ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"];
+    /// <summary>Up block per level, lowest resolution first: <c>UpBlock2D</c> or <c>AttnUpBlock2D</c>.</summary>
     public IReadOnlyList<string> UpBlockTypes { get; init; } = ["AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"];
+    /// <summary>Channels per level, top first (<c>block_out_channels</c>); each divisible by
+    /// <see cref="AttentionHeadDim"/> when that is set.</summary>
     public IReadOnlyList<int> BlockOutChannels { get; init; } = [224, 448, 672, 896];
+    /// <summary>Resnets per down block, the same at every level (<c>layers_per_block</c>); up blocks have one
+    /// more.</summary>
     public int LayersPerBlock { get; init; } = 2;
+    /// <summary>Output scale factor of the mid block's resnets and attention: their outputs are divided by it
+    /// (<c>mid_block_scale_factor</c>).</summary>
     public double MidBlockScaleFactor { get; init; } = 1.0;
+    /// <summary>Padding of the downsamplers' stride-2 conv (<c>downsample_padding</c>); 0 pads right/bottom by one
+    /// instead.</summary>
     public int DownsamplePadding { get; init; } = 1;
     /// <summary>Per-head dimension here (unlike UNet2DConditionModel); null means one head per block.</summary>
     public int? AttentionHeadDim { get; init; } = 8;
+    /// <summary>Groups of the GroupNorms of the resnets, the down and up blocks' attentions and
+    /// <c>conv_norm_out</c> (<c>norm_num_groups</c>); <see cref="UNets.UNet2DModel"/> requires it to be set.</summary>
     public int? NormNumGroups { get; init; } = 32;
+    /// <summary>Groups of the mid block attention's GroupNorm (<c>attn_norm_num_groups</c>); when null, diffusers'
+    /// rule applies: <see cref="NormNumGroups"/> with the <c>default</c> time-embedding norm, otherwise no
+    /// GroupNorm.</summary>
     public int? AttnNormNumGroups { get; init; }
+    /// <summary>Epsilon of every GroupNorm (<c>norm_eps</c>).</summary>
     public double NormEps { get; init; } = 1e-5;
+    /// <summary><c>default</c> (add the time embedding before norm2) or <c>scale_shift</c> (FiLM after norm2)
+    /// (<c>resnet_time_scale_shift</c>).</summary>
     public string ResnetTimeScaleShift { get; init; } = "default";
+    /// <summary>Whether the mid block has its self-attention (<c>add_attention</c>).</summary>
     public bool AddAttention { get; init; } = true;
+    /// <summary>Classes of the optional class embedding, added to the time embedding (<c>num_class_embeds</c>);
+    /// null for none. When set, the model needs class labels.</summary>
     public int? NumClassEmbeds { get; init; }
 
+    /// <summary>Width of the time embedding: 4 × the first level's channels.</summary>
     public int TimeEmbedDim => BlockOutChannels[0] * 4;
 
+    /// <summary>Reads and validates a <c>config.json</c>; see <see cref="Read"/>.</summary>
+    /// <param name="path">The config file.</param>
+    /// <exception cref="DiffusionCacheException">The file is missing or not JSON, or <see cref="Read"/> refuses
+    /// it.</exception>
     public static UNet2DConfig FromFile(string path)
     {
         var reader = ConfigReader.FromFile(path, out var doc);
         using (doc) return Read(reader);
     }
 
+    /// <summary>Reads a <c>UNet2DModel</c> config strictly: unknown keys, other block types, time embeddings,
+    /// samplers or class embedding types are refused.</summary>
+    /// <param name="r">A reader over the config, not yet read from.</param>
+    /// <exception cref="ConfigException">The config is malformed or asks for something not implemented.</exception>
     public static UNet2DConfig Read(ConfigReader r)
     {
         var cls = r.String("_class_name", "UNet2DModel");

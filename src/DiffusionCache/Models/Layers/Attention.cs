@@ -5,15 +5,26 @@ using static TorchSharp.torch;
 namespace DiffusionCache.Models.Layers;
 
 /// <summary>Options of diffusers' <c>Attention</c> that change its parameters or math.</summary>
+/// <param name="QueryDim">Channels of the input and output (<c>query_dim</c>).</param>
+/// <param name="Heads">Number of attention heads.</param>
+/// <param name="DimHead">Width of each head; the inner width is <paramref name="Heads"/> ×
+/// <paramref name="DimHead"/>.</param>
 public sealed record AttentionOptions(int QueryDim, int Heads, int DimHead)
 {
     /// <summary>Context width for cross-attention; null for self-attention.</summary>
     public int? CrossAttentionDim { get; init; }
+    /// <summary>Whether to_q, to_k and to_v have biases (diffusers' <c>bias</c>): true in the spatial self-attention
+    /// of UNet2DModel and the VAE, false in transformer blocks.</summary>
     public bool QkvBias { get; init; }
     /// <summary>Spatial form (UNet2DModel): GroupNorm on the input, [B,C,H,W] in and out, residual add.</summary>
     public int? GroupNormGroups { get; init; }
+    /// <summary>Epsilon of the GroupNorm of the spatial form.</summary>
     public double Eps { get; init; } = 1e-5;
+    /// <summary>Adds the input back to the output (diffusers' <c>residual_connection</c>), before the
+    /// rescale.</summary>
     public bool ResidualConnection { get; init; }
+    /// <summary>Divides the output, after the residual add, by this (diffusers' <c>rescale_output_factor</c>; the
+    /// DDPM mid block uses <c>mid_block_scale_factor</c>).</summary>
     public double RescaleOutputFactor { get; init; } = 1.0;
 }
 
@@ -29,8 +40,12 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
     private readonly Linear _toQ, _toK, _toV;
     private readonly ModuleList<nn.Module<Tensor, Tensor>> _toOut;
 
+    /// <summary>The options the layer was built with (the blocks read them to tell a plain residual layer).</summary>
     public AttentionOptions Options => _o;
 
+    /// <summary>Builds the layer with freshly initialised weights (<c>group_norm</c> only when
+    /// <see cref="AttentionOptions.GroupNormGroups"/> is set).</summary>
+    /// <param name="options">Widths, heads and the options that change the math.</param>
     public Attention(AttentionOptions options) : base(nameof(Attention))
     {
         _o = options;
@@ -52,13 +67,18 @@ public sealed class Attention : nn.Module<Tensor, Tensor?, Tensor>
         register_module("to_out", _toOut);
     }
 
-    /// <param name="hidden">[B, N, C], or [B, C, H, W] for the spatial form.</param>
-    /// <param name="context">[B, L, C_ctx] for cross-attention; null attends to <paramref name="hidden"/>.</param>
     /// <summary>Children are registered explicitly under diffusers' names. TorchSharp's default would, once this
     /// module is registered in a parent, register every module field again under its C# field name, so that
     /// <c>state_dict()</c> listed each tensor twice.</summary>
     protected override void RegisterComponents() { }
 
+    /// <summary>Multi-head attention of <paramref name="hidden"/> to itself or to <paramref name="context"/>. A 4-D
+    /// input is the spatial form: its H×W positions are the tokens (group-normed first when configured), and the
+    /// output is reshaped back.</summary>
+    /// <param name="hidden">[B, N, C], or [B, C, H, W] for the spatial form.</param>
+    /// <param name="context">[B, L, C_ctx] for cross-attention; null attends to <paramref name="hidden"/>.</param>
+    /// <returns>The same shape as <paramref name="hidden"/>, with the residual and rescale applied when
+    /// configured.</returns>
     public override Tensor forward(Tensor hidden, Tensor? context)
     {
         using var scope = NewDisposeScope();

@@ -17,6 +17,13 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
     private readonly FeedForward _ff;
     private readonly bool _onlyCrossAttention;
 
+    /// <summary>Builds the block with freshly initialised weights.</summary>
+    /// <param name="dim">Token width (the transformer's inner width).</param>
+    /// <param name="heads">Attention heads of both attentions.</param>
+    /// <param name="dimHead">Width of each head.</param>
+    /// <param name="crossAttentionDim">Width of the context that <c>attn2</c> attends to.</param>
+    /// <param name="onlyCrossAttention">diffusers' <c>only_cross_attention</c>: <c>attn1</c> attends to the context
+    /// too instead of to the tokens.</param>
     public BasicTransformerBlock(int dim, int heads, int dimHead, int crossAttentionDim, bool onlyCrossAttention)
         : base(nameof(BasicTransformerBlock))
     {
@@ -38,6 +45,11 @@ public sealed class BasicTransformerBlock : nn.Module<Tensor, Tensor?, Tensor>
         register_module("ff", _ff);
     }
 
+    /// <summary>x += attn1(norm1(x)); x += attn2(norm2(x), context); x += ff(norm3(x)).</summary>
+    /// <param name="x">Tokens, [B, N, dim].</param>
+    /// <param name="context">Cross-attention context [B, L, crossAttentionDim]; null makes <c>attn2</c>
+    /// self-attention.</param>
+    /// <returns>[B, N, dim].</returns>
     public override Tensor forward(Tensor x, Tensor? context)
     {
         using var scope = NewDisposeScope();

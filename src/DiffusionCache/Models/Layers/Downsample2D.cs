@@ -11,6 +11,11 @@ public sealed class Downsample2D : nn.Module<Tensor, Tensor>
     private readonly Conv2d _conv;
     private readonly int _padding;
 
+    /// <summary>Builds the layer with freshly initialised weights.</summary>
+    /// <param name="channels">Input channels.</param>
+    /// <param name="outChannels">Output channels.</param>
+    /// <param name="padding">diffusers' <c>downsample_padding</c>: the conv's padding on every side; 0 pads
+    /// right/bottom by one instead (the VAE's form).</param>
     public Downsample2D(int channels, int outChannels, int padding) : base(nameof(Downsample2D))
     {
         _padding = padding;
@@ -23,6 +28,9 @@ public sealed class Downsample2D : nn.Module<Tensor, Tensor>
     /// <c>state_dict()</c> listed each tensor twice.</summary>
     protected override void RegisterComponents() { }
 
+    /// <summary>Halves the resolution.</summary>
+    /// <param name="x">[B, channels, H, W].</param>
+    /// <returns>[B, outChannels, H/2, W/2] (odd sides round up with padding 1, down with padding 0).</returns>
     public override Tensor forward(Tensor x)
     {
         if (_padding != 0) return _conv.call(x);

@@ -13,12 +13,18 @@ public sealed class GEGLU : nn.Module<Tensor, Tensor>
 
     private readonly Linear _proj;
 
+    /// <summary>Builds the layer with freshly initialised weights.</summary>
+    /// <param name="dimIn">Input width.</param>
+    /// <param name="dimOut">Output width; <c>proj</c> maps to twice this (value and gate).</param>
     public GEGLU(int dimIn, int dimOut) : base(nameof(GEGLU))
     {
         _proj = nn.Linear(dimIn, dimOut * 2);
         register_module("proj", _proj);
     }
 
+    /// <summary>value * gelu(gate), where [value, gate] = proj(x) split in half along the last dimension.</summary>
+    /// <param name="x">[..., dimIn].</param>
+    /// <returns>[..., dimOut].</returns>
     public override Tensor forward(Tensor x)
     {
         using var projected = _proj.call(x);
@@ -39,6 +45,9 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
 
     private readonly ModuleList<nn.Module<Tensor, Tensor>> _net;
 
+    /// <summary>Builds the layer with freshly initialised weights.</summary>
+    /// <param name="dim">Input and output width.</param>
+    /// <param name="mult">Inner width as a multiple of <paramref name="dim"/>.</param>
     public FeedForward(int dim, int mult = 4) : base(nameof(FeedForward))
     {
         int inner = dim * mult;
@@ -46,6 +55,9 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
         register_module("net", _net);
     }
 
+    /// <summary>Linear(GEGLU(x)); the dropout is inactive at inference.</summary>
+    /// <param name="x">[..., dim].</param>
+    /// <returns>[..., dim].</returns>
     public override Tensor forward(Tensor x)
     {
         using var h = _net[0].call(x);

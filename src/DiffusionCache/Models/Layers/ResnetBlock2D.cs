@@ -20,10 +20,25 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
     private readonly double _outputScaleFactor;
     private readonly bool _scaleShift;
 
+    /// <summary>Channels of the block's input.</summary>
     public int InChannels { get; }
+    /// <summary>Channels of the block's output.</summary>
     public int OutChannels { get; }
+    /// <summary>Whether the shortcut is a 1x1 <c>conv_shortcut</c> (input and output channels differ) rather than
+    /// the identity.</summary>
     public bool HasConvShortcut => _convShortcut is not null;
 
+    /// <summary>Builds the block with freshly initialised weights.</summary>
+    /// <param name="inChannels">Input channels.</param>
+    /// <param name="outChannels">Output channels; a <c>conv_shortcut</c> is added when they differ from the
+    /// input's.</param>
+    /// <param name="tembChannels">Width of the time embedding, projected by <c>time_emb_proj</c>; null for a block
+    /// without one (the VAE's).</param>
+    /// <param name="groups">GroupNorm groups of <c>norm1</c> and <c>norm2</c>.</param>
+    /// <param name="eps">GroupNorm epsilon.</param>
+    /// <param name="outputScaleFactor">diffusers' <c>output_scale_factor</c>: the sum is divided by it.</param>
+    /// <param name="timeEmbeddingNorm"><c>default</c> (add the projected time embedding before <c>norm2</c>) or
+    /// <c>scale_shift</c> (scale and shift after <c>norm2</c>, FiLM-style).</param>
     public ResnetBlock2D(int inChannels, int outChannels, int? tembChannels, int groups, double eps,
         double outputScaleFactor = 1.0, string timeEmbeddingNorm = "default") : base(nameof(ResnetBlock2D))
     {
@@ -51,6 +66,11 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
     /// <c>state_dict()</c> listed each tensor twice.</summary>
     protected override void RegisterComponents() { }
 
+    /// <summary>The block's forward pass (see the class summary).</summary>
+    /// <param name="x">[B, InChannels, H, W].</param>
+    /// <param name="temb">The time embedding [B, tembChannels]; not read by a block without
+    /// <c>time_emb_proj</c>.</param>
+    /// <returns>[B, OutChannels, H, W].</returns>
     public override Tensor forward(Tensor x, Tensor temb)
     {
         using var scope = NewDisposeScope();

@@ -14,6 +14,9 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
     private readonly Linear _linear1;
     private readonly Linear _linear2;
 
+    /// <summary>Builds the layer with freshly initialised weights.</summary>
+    /// <param name="inChannels">Width of the sinusoidal embedding it takes (<see cref="Timesteps"/>'s dim).</param>
+    /// <param name="embedDim">Width of the time embedding it produces.</param>
     public TimestepEmbedding(int inChannels, int embedDim) : base("time_embedding")
     {
         _linear1 = nn.Linear(inChannels, embedDim);
@@ -22,6 +25,9 @@ public sealed class TimestepEmbedding : nn.Module<Tensor, Tensor>
         register_module("linear_2", _linear2);
     }
 
+    /// <summary>linear_2(silu(linear_1(x))).</summary>
+    /// <param name="x">[B, inChannels].</param>
+    /// <returns>[B, embedDim].</returns>
     public override Tensor forward(Tensor x)
     {
         using var h = _linear1.call(x);

@@ -15,6 +15,10 @@ public sealed class Timesteps : nn.Module<Tensor, Tensor>
     private readonly bool _flipSinToCos;
     private readonly double _freqShift;
 
+    /// <summary>Creates the (parameter-free) embedding.</summary>
+    /// <param name="dim">Embedding width; an odd width is zero-padded by one.</param>
+    /// <param name="flipSinToCos">[cos, sin] instead of [sin, cos] (diffusers' <c>flip_sin_to_cos</c>).</param>
+    /// <param name="freqShift">diffusers' <c>downscale_freq_shift</c> (<c>freq_shift</c> in U-Net configs).</param>
     public Timesteps(int dim, bool flipSinToCos, double freqShift) : base("time_proj")
     {
         _dim = dim;
@@ -22,7 +26,9 @@ public sealed class Timesteps : nn.Module<Tensor, Tensor>
         _freqShift = freqShift;
     }
 
+    /// <summary>Embeds each timestep.</summary>
     /// <param name="timesteps">[B], any numeric type; fractional values are kept.</param>
+    /// <returns>[B, dim], float32.</returns>
     public override Tensor forward(Tensor timesteps)
     {
         using var scope = NewDisposeScope();

@@ -21,6 +21,18 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
     private readonly bool _linear;
     private readonly int _inner;
 
+    /// <summary>Builds the layer with freshly initialised weights.</summary>
+    /// <param name="channels">Channels of the feature map it takes and returns.</param>
+    /// <param name="heads">Attention heads.</param>
+    /// <param name="dimHead">Width of each head; the tokens are <paramref name="heads"/> × <paramref name="dimHead"/>
+    /// wide.</param>
+    /// <param name="layers">Number of <see cref="BasicTransformerBlock"/>s
+    /// (<c>transformer_layers_per_block</c>).</param>
+    /// <param name="crossAttentionDim">Width of the context.</param>
+    /// <param name="groups">GroupNorm groups of <c>norm</c>.</param>
+    /// <param name="useLinearProjection">proj_in/proj_out are linear layers on the tokens (SD 2.x, SDXL) rather
+    /// than 1x1 convolutions (SD 1.x).</param>
+    /// <param name="onlyCrossAttention">diffusers' <c>only_cross_attention</c>, passed to every block.</param>
     public Transformer2DModel(int channels, int heads, int dimHead, int layers, int crossAttentionDim, int groups,
         bool useLinearProjection, bool onlyCrossAttention) : base(nameof(Transformer2DModel))
     {
@@ -37,6 +49,10 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         register_module("proj_out", _projOut);
     }
 
+    /// <summary>C(x) + x, where C runs the transformer blocks over the H*W tokens.</summary>
+    /// <param name="x">[B, channels, H, W].</param>
+    /// <param name="context">Cross-attention context [B, L, crossAttentionDim].</param>
+    /// <returns>[B, channels, H, W].</returns>
     public override Tensor forward(Tensor x, Tensor? context)
     {
         using var scope = NewDisposeScope();

@@ -10,6 +10,9 @@ public sealed class Upsample2D : nn.Module<Tensor, Tensor>
 {
     private readonly Conv2d _conv;
 
+    /// <summary>Builds the layer with freshly initialised weights.</summary>
+    /// <param name="channels">Input channels.</param>
+    /// <param name="outChannels">Output channels of the conv.</param>
     public Upsample2D(int channels, int outChannels) : base(nameof(Upsample2D))
     {
         _conv = nn.Conv2d(channels, outChannels, 3, stride: 1, padding: 1);
@@ -21,8 +24,15 @@ public sealed class Upsample2D : nn.Module<Tensor, Tensor>
     /// <c>state_dict()</c> listed each tensor twice.</summary>
     protected override void RegisterComponents() { }
 
+    /// <summary>Doubles the resolution: [B, channels, H, W] to [B, outChannels, 2H, 2W].</summary>
+    /// <param name="x">[B, channels, H, W].</param>
     public override Tensor forward(Tensor x) => Forward(x, null);
 
+    /// <summary>Nearest-neighbour upsampling to <paramref name="outputSize"/> (2x when null), then the conv.</summary>
+    /// <param name="x">[B, channels, H, W].</param>
+    /// <param name="outputSize">The output [H, W], which diffusers passes when an input side was not a multiple of
+    /// the total down factor (the matching skip tensor's size); null for 2x.</param>
+    /// <returns>[B, outChannels, H', W'].</returns>
     public Tensor Forward(Tensor x, long[]? outputSize)
     {
         using var up = outputSize is null

@@ -12,6 +12,12 @@ namespace DiffusionCache.Models.Loading;
 /// </summary>
 public static class StateDictLoader
 {
+    /// <summary>Copies every tensor of <paramref name="source"/> into the parameter or buffer of the same name,
+    /// converted to its type and device, without gradients. Nothing is copied unless all names and shapes
+    /// match.</summary>
+    /// <param name="module">The model to fill; its parameters are named as in the checkpoint.</param>
+    /// <param name="source">The checkpoint's tensors; the caller owns it.</param>
+    /// <exception cref="CheckpointMismatchException">Names or shapes differ.</exception>
     public static void Load(nn.Module module, ITensorSource source)
     {
         var targets = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -43,14 +49,21 @@ public static class StateDictLoader
 }
 
 /// <summary>A checkpoint whose tensors do not match the model built from its config, listing every difference.</summary>
-/// <paramref name="show"/> writes a tensor name for the message (e.g. with the file key it has in a single-file
-/// checkpoint); the lists keep the names the model uses.
+/// <param name="source">The checkpoint's description (file or folder), which the message starts with.</param>
+/// <param name="missing">Model tensors the checkpoint lacks.</param>
+/// <param name="unexpected">Checkpoint tensors the model has no place for.</param>
+/// <param name="mismatched">One line per tensor whose shapes differ, already written for the message.</param>
+/// <param name="show">Writes a tensor name for the message (e.g. with the file key it has in a single-file
+/// checkpoint); the lists keep the names the model uses. Null writes names as they are.</param>
 public sealed class CheckpointMismatchException(string source, IReadOnlyList<string> missing,
     IReadOnlyList<string> unexpected, IReadOnlyList<string> mismatched, Func<string, string>? show = null)
     : DiffusionCacheException(Describe(source, missing.Select(show ?? (n => n)).ToList(), unexpected.Select(show ?? (n => n)).ToList(), mismatched))
 {
+    /// <summary>Names of model parameters and buffers the checkpoint lacks, as the model names them.</summary>
     public IReadOnlyList<string> Missing { get; } = missing;
+    /// <summary>Names of checkpoint tensors the model has no parameter or buffer for.</summary>
     public IReadOnlyList<string> Unexpected { get; } = unexpected;
+    /// <summary>One line per tensor whose shapes differ: its name, the checkpoint's shape and the model's.</summary>
     public IReadOnlyList<string> ShapeMismatches { get; } = mismatched;
 
     private static string Describe(string source, IReadOnlyList<string> missing, IReadOnlyList<string> unexpected,

@@ -11,9 +11,18 @@ namespace DiffusionCache.Models.Loading;
 /// <c>_class_name</c>.</summary>
 public static class UNetLoader
 {
-    /// <param name="variant">Weights variant such as "fp16" (<c>diffusion_pytorch_model.fp16.safetensors</c>).</param>
+    /// <summary>Builds the U-Net named by the folder's <c>config.json</c> and loads its weights strictly.</summary>
+    /// <param name="modelDir">A diffusers component folder, e.g. a pipeline's <c>unet</c>.</param>
+    /// <param name="variant">Weights variant such as "fp16" (<c>diffusion_pytorch_model.fp16.safetensors</c>);
+    /// null loads the float32 file, or the fp16 one when that is all the folder has.</param>
     /// <param name="dtype">Compute type; weights of another type are converted on load (diffusers keeps float32
     /// unless asked).</param>
+    /// <param name="device">Where the model is placed before loading; null leaves it on the default device.</param>
+    /// <returns>A <see cref="UNet2DConditionModel"/> or <see cref="UNet2DModel"/> in eval mode; the caller owns
+    /// it.</returns>
+    /// <exception cref="DiffusionCacheException">The folder, config or weights are missing or invalid, or the
+    /// class is not supported (<see cref="CheckpointMismatchException"/> when the weights do not fit the
+    /// config).</exception>
     public static DiffusionUNet Load(string modelDir, string? variant = null, ScalarType dtype = ScalarType.Float32,
         Device? device = null)
     {

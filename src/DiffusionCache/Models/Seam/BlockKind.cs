@@ -14,10 +14,16 @@ public enum BlockKind
     Transformer,
     /// <summary>A spatial self-attention <c>Attention</c> layer of the DDPM family (UNet2DModel).</summary>
     SelfAttention,
+    /// <summary>A down block's <c>downsamplers.0</c> (<c>Downsample2D</c>, stride-2 conv); its output is also a
+    /// skip tensor.</summary>
     Downsampler,
+    /// <summary>An up block's <c>upsamplers.0</c> (<c>Upsample2D</c>: nearest-neighbour 2x, then a 3x3 conv).</summary>
     Upsampler,
     /// <summary>A whole down block: output is the hidden state plus its skip tensors.</summary>
     DownBlock,
+    /// <summary>The whole mid block (<c>mid_block</c>) at the lowest resolution; output is its hidden state.</summary>
     MidBlock,
+    /// <summary>A whole up block: consumes its skip tensors from the end of the down path; output is the hidden
+    /// state.</summary>
     UpBlock,
 }

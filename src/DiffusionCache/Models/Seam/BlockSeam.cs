@@ -12,6 +12,8 @@ public sealed class BlockSeam
 
     /// <summary>Every call site of the model, in execution order (registered at construction).</summary>
     public IReadOnlyList<BlockSite> Sites => _sites;
+    /// <summary>The attached hooks in attach order, which is also the order they run in: the first attached is the
+    /// outermost.</summary>
     public IReadOnlyList<IBlockHook> Hooks => _hooks;
 
     internal BlockSite Register(string path, BlockKind kind, int level = -1, int index = -1, bool onUpPath = false)
@@ -28,6 +30,11 @@ public sealed class BlockSeam
         return new Detacher(this, hook);
     }
 
+    /// <summary>Runs one block call through the attached hooks, outermost first; the innermost hook's
+    /// <c>compute</c> is <paramref name="compute"/>. With no hooks attached this is just <c>compute()</c>.</summary>
+    /// <param name="call">The call site and the block's input.</param>
+    /// <param name="compute">Runs the block itself.</param>
+    /// <returns>What the outermost hook answered (or the block's own output), for the model to use.</returns>
     public BlockOutput Run(BlockCall call, Func<BlockOutput> compute) => RunFrom(0, call, compute);
 
     private BlockOutput RunFrom(int index, BlockCall call, Func<BlockOutput> compute) =>

@@ -8,9 +8,17 @@ namespace DiffusionCache.Models.Text;
 /// <summary>What a CLIP text model returns. <see cref="HiddenStates"/> (embeddings, then every layer's output, not
 /// final-normalised) is filled only when asked for; <see cref="TextEmbeds"/> only by the projection variant.
 /// The tensors belong to the caller.</summary>
+/// <param name="LastHiddenState">[B, S, hidden_size], after <c>final_layer_norm</c>.</param>
+/// <param name="PooledOutput">[B, hidden_size]: <paramref name="LastHiddenState"/> at each sequence's eos position
+/// (see <see cref="ClipTextModel.PooledIndex"/>).</param>
+/// <param name="HiddenStates">num_hidden_layers + 1 tensors of [B, S, hidden_size] (the embeddings, then each
+/// layer's output, not final-normalised) when asked for; otherwise null.</param>
+/// <param name="TextEmbeds">[B, projection_dim]: <c>text_projection</c> of the pooled output, for the projection
+/// variant only; otherwise null.</param>
 public sealed record ClipTextOutput(Tensor LastHiddenState, Tensor PooledOutput, IReadOnlyList<Tensor>? HiddenStates,
     Tensor? TextEmbeds) : IDisposable
 {
+    /// <summary>Disposes every tensor of the output.</summary>
     public void Dispose()
     {
         LastHiddenState.Dispose();
@@ -28,15 +36,25 @@ public sealed record ClipTextOutput(Tensor LastHiddenState, Tensor PooledOutput,
 /// </summary>
 public sealed class ClipTextModel : nn.Module
 {
+    /// <summary>Submodules are registered explicitly under transformers' names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
     protected override void RegisterComponents() { }
 
     private readonly ClipTextTransformer _textModel;
     private readonly Linear? _textProjection;
 
+    /// <summary>The config the model was built from.</summary>
     public ClipTextConfig Config { get; }
+    /// <summary>Whether the model has <c>text_projection</c> (CLIPTextModelWithProjection), so that
+    /// <see cref="Forward"/> fills <see cref="ClipTextOutput.TextEmbeds"/>.</summary>
     public bool HasProjection => _textProjection is not null;
+    /// <summary>transformers' class name, as <c>architectures</c> in <c>config.json</c> names it.</summary>
     public string ClassName => HasProjection ? "CLIPTextModelWithProjection" : "CLIPTextModel";
 
+    /// <summary>Builds the model with freshly initialised weights, in eval mode. Load weights with
+    /// <see cref="Loading.TextEncoderLoader"/>.</summary>
+    /// <param name="config">The text encoder's config.</param>
+    /// <param name="withProjection">Adds <c>text_projection</c> (CLIPTextModelWithProjection).</param>
     public ClipTextModel(ClipTextConfig config, bool withProjection = false) : base(nameof(ClipTextModel))
     {
         Config = config;
@@ -50,8 +68,12 @@ public sealed class ClipTextModel : nn.Module
         eval();
     }
 
+    /// <summary>Encodes token ids as Stable Diffusion pipelines do: causal self-attention, no attention mask.</summary>
     /// <param name="inputIds">[B, S] int64, S at most <c>max_position_embeddings</c>.</param>
     /// <param name="outputHiddenStates">also return every layer's output (penultimate-layer conditioning needs it).</param>
+    /// <returns>The encoder's outputs, on the model's device; the caller owns them (dispose the output).</returns>
+    /// <exception cref="DiffusionCacheException"><paramref name="inputIds"/> is not [B, S] or is longer than
+    /// <c>max_position_embeddings</c>.</exception>
     public ClipTextOutput Forward(Tensor inputIds, bool outputHiddenStates = false)
     {
         if (inputIds.dim() != 2) throw new DiffusionCacheException($"input_ids must be [B, S], got [{string.Join(",", inputIds.shape)}]");

@@ -41,10 +41,17 @@ public sealed class ClipTokenizer
 
     /// <summary>Length of every encoding: bos, at most <c>ModelMaxLength - 2</c> content tokens, eos, padding.</summary>
     public int ModelMaxLength { get; }
+    /// <summary>Id of the bos token (<c>&lt;|startoftext|&gt;</c>), first in every encoding.</summary>
     public long BosId { get; }
+    /// <summary>Id of the eos token (<c>&lt;|endoftext|&gt;</c>), after the content.</summary>
     public long EosId { get; }
+    /// <summary>Id that pads every encoding to <see cref="ModelMaxLength"/> (the eos id for SD 1.x's tokenizer,
+    /// that of "!" for SDXL's second).</summary>
     public long PadId { get; }
+    /// <summary>The pad token's text.</summary>
     public string PadToken { get; }
+    /// <summary>Number of entries in <c>vocab.json</c>; a text encoder to pair with needs a <c>vocab_size</c> at
+    /// least this large (pipelines check it).</summary>
     public int VocabSize { get; }
 
     /// <summary>Reads <c>vocab.json</c> and <c>merges.txt</c> (required) and <c>tokenizer_config.json</c> /
@@ -172,10 +179,14 @@ public sealed class ClipTokenizer
     }
 }
 
-/// <summary>One encoded prompt. <paramref name="Ids"/>: always <c>ModelMaxLength</c> ids. <paramref name="NumTokens"/>:
-/// ids before padding, bos and eos included. <paramref name="DroppedTokens"/>: content tokens truncation cut.
-/// <paramref name="Tokens"/>: the token strings of the first <paramref name="NumTokens"/> ids (<c>&lt;/w&gt;</c> ends a word).</summary>
+/// <summary>One encoded prompt, as <see cref="ClipTokenizer.Encode"/> returns it.</summary>
+/// <param name="Ids">Always <see cref="ClipTokenizer.ModelMaxLength"/> ids: bos, content, eos, padding.</param>
+/// <param name="NumTokens">Ids before padding, bos and eos included.</param>
+/// <param name="DroppedTokens">Content tokens that truncation cut.</param>
+/// <param name="Tokens">The token strings of the first <paramref name="NumTokens"/> ids (<c>&lt;/w&gt;</c> ends a
+/// word).</param>
 public sealed record ClipEncoding(IReadOnlyList<long> Ids, int NumTokens, int DroppedTokens, IReadOnlyList<string> Tokens)
 {
+    /// <summary>Whether truncation cut content tokens (the prompt did not fit <c>ModelMaxLength - 2</c>).</summary>
     public bool Truncated => DroppedTokens > 0;
 }

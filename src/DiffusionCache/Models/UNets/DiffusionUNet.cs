@@ -15,19 +15,38 @@ public abstract class DiffusionUNet : nn.Module
     /// registration would add them again under C# field names.</summary>
     protected override void RegisterComponents() { }
 
+    /// <summary>Creates the module; the derived class builds and registers its submodules and call sites.</summary>
+    /// <param name="name">The TorchSharp module name (the derived class's name).</param>
     protected DiffusionUNet(string name) : base(name) { }
 
     /// <summary>Every addressable block call goes through this seam (see <see cref="BlockSeam"/>).</summary>
     public BlockSeam Seam { get; } = new();
 
+    /// <summary>diffusers' class name, as <c>_class_name</c> in <c>config.json</c> names it
+    /// (<c>UNet2DConditionModel</c>, <c>UNet2DModel</c>).</summary>
     public abstract string ClassName { get; }
+    /// <summary>Channels of the sample the model takes (<c>in_channels</c>: 4 for Stable Diffusion latents, 3 for
+    /// pixel-space DDPM models).</summary>
     public abstract int InChannels { get; }
+    /// <summary>Channels of the prediction <see cref="Forward"/> returns (<c>out_channels</c>).</summary>
     public abstract int OutChannels { get; }
+    /// <summary>The sample side the model was trained at (<c>sample_size</c>; latent pixels for latent models).
+    /// Informative: other sides are accepted.</summary>
     public abstract int SampleSize { get; }
     /// <summary>Width of the cross-attention context, or null for models without cross-attention.</summary>
     public abstract int? ContextDim { get; }
+    /// <summary>Number of classes of the class embedding (<c>num_class_embeds</c>), or null for models without one;
+    /// when set, <see cref="UNetInput.ClassLabels"/> is required.</summary>
     public abstract int? NumClassEmbeds { get; }
 
+    /// <summary>One denoiser evaluation, diffusers' <c>unet(sample, timestep, ...).sample</c>. Every addressable
+    /// block call goes through <see cref="Seam"/>, so attached hooks (caches, profilers) take part.</summary>
+    /// <param name="input">The sample [B, in_channels, H, W], the timestep and whatever conditioning the model
+    /// needs (see <see cref="UNetInput"/>).</param>
+    /// <returns>The prediction [B, out_channels, H, W] (noise, v or sample, as the model was trained); the caller
+    /// owns it.</returns>
+    /// <exception cref="DiffusionCacheException">An input has the wrong shape, or conditioning the model needs is
+    /// missing (or class labels are given to a model without a class embedding).</exception>
     public abstract Tensor Forward(UNetInput input);
 
     /// <summary>An input of zeros of the shapes this model takes (timestep 500), on its device and in its type: for
@@ -130,6 +149,10 @@ public abstract class DiffusionUNet : nn.Module
         return t.to(sample.device).expand(batch);
     }
 
+    /// <summary>Throws <see cref="DiffusionCacheException"/> unless <paramref name="sample"/> is
+    /// [B, <paramref name="inChannels"/>, H, W].</summary>
+    /// <param name="sample">The noisy sample given to <see cref="Forward"/>.</param>
+    /// <param name="inChannels">The channels the model takes.</param>
     protected static void CheckSample(Tensor sample, int inChannels)
     {
         if (sample.dim() != 4 || sample.shape[1] != inChannels)

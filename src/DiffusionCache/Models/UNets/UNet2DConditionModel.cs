@@ -31,18 +31,32 @@ public sealed class UNet2DConditionModel : DiffusionUNet
     private readonly TimestepEmbedding? _addEmbedding;
     private readonly UNetParts _parts;
 
+    /// <summary>The validated config the model was built from.</summary>
     public UNet2DConditionConfig Config => _c;
+    /// <inheritdoc />
     public override string ClassName => "UNet2DConditionModel";
+    /// <inheritdoc />
     public override int InChannels => _c.InChannels;
+    /// <inheritdoc />
     public override int OutChannels => _c.OutChannels;
+    /// <inheritdoc />
     public override int SampleSize => _c.SampleSize;
+    /// <inheritdoc />
     public override int? ContextDim => _c.CrossAttentionDim[0];
+    /// <inheritdoc />
     public override int? NumClassEmbeds => _c.NumClassEmbeds;
     /// <summary>The pooled text embedding width of SDXL's added conditioning; null when the model has none.</summary>
     public int? PooledTextDim => _c.PooledTextDim;
+    /// <summary>The down blocks (<c>down_blocks.i</c>), top level first; a new array on each call.</summary>
     public IReadOnlyList<DownBlock> DownBlocks => _downBlocks.ToArray();
+    /// <summary>The up blocks (<c>up_blocks.i</c>), lowest resolution first; a new array on each call.</summary>
     public IReadOnlyList<UpBlock> UpBlocks => _upBlocks.ToArray();
 
+    /// <summary>Builds the model with freshly initialised weights, in eval mode, and registers its call sites on
+    /// <see cref="DiffusionUNet.Seam"/>. Load weights with <see cref="Loading.UNetLoader"/> or
+    /// <see cref="Loading.ComponentLoader"/>.</summary>
+    /// <param name="config">A config as <see cref="UNet2DConditionConfig.Read"/> validates it.</param>
+    /// <exception cref="DiffusionCacheException"><c>norm_num_groups</c> is null (the blocks need groups).</exception>
     public UNet2DConditionModel(UNet2DConditionConfig config) : base(nameof(UNet2DConditionModel))
     {
         _c = config;
@@ -158,6 +172,13 @@ public sealed class UNet2DConditionModel : DiffusionUNet
                 groups, config.UseLinearProjection, onlyCross);
     }
 
+    /// <summary>An input of zeros of the shapes this model takes (timestep 500), on its device and in its type: for
+    /// tracing, MAC counting and benchmarks. Models with <c>text_time</c> conditioning also get zero pooled text
+    /// embeddings and time ids.</summary>
+    /// <param name="batch">Batch size B.</param>
+    /// <param name="height">Sample height (latent pixels).</param>
+    /// <param name="width">Sample width (latent pixels).</param>
+    /// <param name="contextLength">Context tokens L.</param>
     public override UNetInput ZeroInput(int batch, int height, int width, int contextLength = 77)
     {
         var input = base.ZeroInput(batch, height, width, contextLength);
@@ -170,6 +191,14 @@ public sealed class UNet2DConditionModel : DiffusionUNet
         };
     }
 
+    /// <summary>One denoiser evaluation, diffusers' <c>UNet2DConditionModel.forward(...).sample</c>. Requires
+    /// <see cref="UNetInput.Context"/> [B, L, cross_attention_dim]; with <c>text_time</c> conditioning (SDXL) also
+    /// <see cref="UNetInput.TextEmbeds"/> [B, <see cref="PooledTextDim"/>] and <see cref="UNetInput.TimeIds"/>
+    /// [B, 6]. Every block call goes through <see cref="DiffusionUNet.Seam"/>.</summary>
+    /// <param name="input">The sample [B, in_channels, H, W], timestep and conditioning.</param>
+    /// <returns>The prediction [B, out_channels, H, W]; the caller owns it.</returns>
+    /// <exception cref="DiffusionCacheException">A shape does not fit or required conditioning is
+    /// missing.</exception>
     public override Tensor Forward(UNetInput input)
     {
         var sample = input.Sample;

@@ -28,14 +28,26 @@ public sealed class UNet2DModel : DiffusionUNet
     private readonly BlockSite? _classEmbeddingSite;
     private readonly UNetParts _parts;
 
+    /// <summary>The validated config the model was built from.</summary>
     public UNet2DConfig Config => _c;
+    /// <inheritdoc />
     public override string ClassName => "UNet2DModel";
+    /// <inheritdoc />
     public override int InChannels => _c.InChannels;
+    /// <inheritdoc />
     public override int OutChannels => _c.OutChannels;
+    /// <inheritdoc />
     public override int SampleSize => _c.SampleSize;
+    /// <summary>Always null: this family has no cross-attention.</summary>
     public override int? ContextDim => null;
+    /// <inheritdoc />
     public override int? NumClassEmbeds => _c.NumClassEmbeds;
 
+    /// <summary>Builds the model with freshly initialised weights, in eval mode, and registers its call sites on
+    /// <see cref="DiffusionUNet.Seam"/>. Load weights with <see cref="Loading.UNetLoader"/> or
+    /// <see cref="Loading.ComponentLoader"/>.</summary>
+    /// <param name="config">A config as <see cref="UNet2DConfig.Read"/> validates it.</param>
+    /// <exception cref="DiffusionCacheException"><c>norm_num_groups</c> is null.</exception>
     public UNet2DModel(UNet2DConfig config) : base(nameof(UNet2DModel))
     {
         _c = config;
@@ -135,6 +147,13 @@ public sealed class UNet2DModel : DiffusionUNet
         }
     }
 
+    /// <summary>One denoiser evaluation, diffusers' <c>UNet2DModel.forward(...).sample</c>. Ignores the context;
+    /// class labels are required exactly when the model has <c>num_class_embeds</c>. Every block call goes
+    /// through <see cref="DiffusionUNet.Seam"/>.</summary>
+    /// <param name="input">The sample [B, in_channels, H, W], the timestep and optional class labels.</param>
+    /// <returns>The prediction [B, out_channels, H, W]; the caller owns it.</returns>
+    /// <exception cref="DiffusionCacheException">The sample has the wrong shape, or class labels are missing or
+    /// given when they should not be.</exception>
     public override Tensor Forward(UNetInput input)
     {
         var sample = input.Sample;
