@@ -17,7 +17,9 @@ public sealed class CpuShare
     /// <summary>Measures this process from now on.</summary>
     public CpuShare() : this(() => Process.GetCurrentProcess().TotalProcessorTime, TimeProvider.System) { }
 
+    /// <summary>Measures from now on with the given sources of CPU and wall time.</summary>
     /// <param name="cpuTime">the CPU time consumed so far (tests give a fake one).</param>
+    /// <param name="clock">the source of wall time (tests give a fake one).</param>
     public CpuShare(Func<TimeSpan> cpuTime, TimeProvider clock)
     {
         _cpuTime = cpuTime;

@@ -12,12 +12,21 @@ namespace DiffusionCache.Analysis;
 /// as is usual for MAC figures. <see cref="PassThroughBySite"/>: for residual sites, the MACs of their pass-through
 /// path alone (a resnet's 1x1 <c>conv_shortcut</c>; 0 for identities), which a block cache still spends on reuse.
 /// They are not part of <see cref="Total"/>.</summary>
+/// <param name="Total">MACs of the whole forward pass.</param>
+/// <param name="InclusiveBySite">MACs per seam call site path (e.g. <c>down_blocks.1</c>), inclusive of nested
+/// sites; sites overlap, so these do not sum to <see cref="Total"/>.</param>
 public sealed record MacReport(long Total, IReadOnlyDictionary<string, long> InclusiveBySite)
 {
+    /// <summary>Per residual call site path, the MACs of its pass-through path alone (a resnet's 1x1
+    /// <c>conv_shortcut</c>, 0 for an identity): what a reused block still costs. Not part of <see cref="Total"/>.
+    /// </summary>
     public IReadOnlyDictionary<string, long> PassThroughBySite { get; init; } = new Dictionary<string, long>();
 
+    /// <summary>The inclusive MACs of the call site <paramref name="path"/>, or 0 for a site that did not run.
+    /// </summary>
     public long Of(string path) => InclusiveBySite.TryGetValue(path, out var m) ? m : 0;
 
+    /// <summary>The pass-through MACs of the call site <paramref name="path"/>, or 0 where it has none.</summary>
     public long PassThroughOf(string path) => PassThroughBySite.TryGetValue(path, out var m) ? m : 0;
 }
 
@@ -28,6 +37,14 @@ public sealed record MacReport(long Total, IReadOnlyDictionary<string, long> Inc
 /// </summary>
 public static class MacCounter
 {
+    /// <summary>Runs one forward pass of <paramref name="model"/> on zeros (timestep 500, under no_grad) and
+    /// counts its MACs. The model's hooks and seam are restored afterwards.</summary>
+    /// <param name="model">The U-Net to measure, on the device and in the dtype it will run with.</param>
+    /// <param name="batch">Batch size of the input; MACs scale linearly with it.</param>
+    /// <param name="height">Latent (or pixel, for pixel-space models) height of the input.</param>
+    /// <param name="width">Latent (or pixel) width of the input.</param>
+    /// <param name="contextLength">Number of cross-attention context tokens (77 for CLIP); ignored by models
+    /// without cross-attention.</param>
     public static MacReport Count(DiffusionUNet model, int batch, int height, int width, int contextLength = 77)
     {
         long total = 0;

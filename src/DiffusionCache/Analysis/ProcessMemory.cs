@@ -33,6 +33,7 @@ public static class ProcessMemory
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
     private static extern int MallocTrim(UIntPtr pad);
 
+    /// <summary>Current resident set size in MiB (VmRSS), or the current working set where /proc is missing.</summary>
     public static double CurrentRssMb() => ReadStatusKb("VmRSS:") is long kb ? kb / 1024.0 : Environment.WorkingSet / 1048576.0;
 
     private static long? ReadStatusKb(string key)

@@ -7,6 +7,7 @@ using static TorchSharp.torch;
 
 namespace DiffusionCache.Data;
 
+/// <summary>One of Fashion-MNIST's two standard splits.</summary>
 public enum FashionMnistSplit
 {
     /// <summary>60,000 images (<c>train-*</c> files).</summary>
@@ -24,14 +25,20 @@ public enum FashionMnistSplit
 /// </summary>
 public sealed class FashionMnist : IDisposable
 {
+    /// <summary>Where the Debian package puts the four <c>.gz</c> files.</summary>
     public const string DefaultDirectory = "/usr/share/datasets/fashion-mnist";
+    /// <summary>The Debian package that installs the dataset.</summary>
     public const string PackageName = "dataset-fashion-mnist";
     /// <summary>What to run (as root) when the files are missing.</summary>
     public const string InstallCommand = "apt-get install -y " + PackageName;
 
+    /// <summary>Side of the images in the files, in pixels.</summary>
     public const int SourceSide = 28;
+    /// <summary>Border of background (-1) pixels added on each side.</summary>
     public const int Padding = 2;
+    /// <summary>Side of the loaded images: 32 pixels.</summary>
     public const int Side = SourceSide + 2 * Padding;
+    /// <summary>Number of classes; labels are 0..9.</summary>
     public const int NumClasses = 10;
 
     private const int ImagesMagic = 0x00000803; // unsigned bytes, 3 dimensions
@@ -41,11 +48,13 @@ public sealed class FashionMnist : IDisposable
     public static IReadOnlyList<string> ClassNames { get; } =
         ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
+    /// <summary>The split these images come from.</summary>
     public FashionMnistSplit Split { get; }
     /// <summary>float32 [N, 1, 32, 32] in [-1, 1]; the 2-pixel border is -1.</summary>
     public Tensor Images { get; }
     /// <summary>int64 [N] in 0..9.</summary>
     public Tensor Labels { get; }
+    /// <summary>N, the number of images (60,000 or 10,000).</summary>
     public int Count => (int)Labels.shape[0];
 
     private FashionMnist(FashionMnistSplit split, Tensor images, Tensor labels)
@@ -55,6 +64,7 @@ public sealed class FashionMnist : IDisposable
         Labels = labels;
     }
 
+    /// <summary>The number of images a split has: 60,000 for train, 10,000 for test.</summary>
     public static int ExpectedCount(FashionMnistSplit split) => split == FashionMnistSplit.Train ? 60_000 : 10_000;
 
     /// <summary>The (images, labels) file names of a split.</summary>
@@ -65,7 +75,11 @@ public sealed class FashionMnist : IDisposable
     }
 
     /// <summary>Loads a split, validating the IDX headers (magic number, count, 28x28) and the data sizes.</summary>
+    /// <param name="split">Which split to load.</param>
     /// <param name="directory">Folder holding the four <c>.gz</c> files; <see cref="DefaultDirectory"/> when null.</param>
+    /// <returns>The split's images and labels, on the CPU; the caller disposes it.</returns>
+    /// <exception cref="DiffusionCacheException">A file is missing (the message says how to install it) or is not
+    /// a valid Fashion-MNIST IDX file.</exception>
     public static FashionMnist Load(FashionMnistSplit split, string? directory = null)
     {
         directory ??= DefaultDirectory;
@@ -146,6 +160,9 @@ public sealed class FashionMnist : IDisposable
     /// </summary>
     public static void EnsureInstalled() => EnsureInstalled(DefaultDirectory, Environment.IsPrivilegedProcess, RunAptGet);
 
+    /// <summary><see cref="EnsureInstalled()"/> with its environment given (for tests).</summary>
+    /// <param name="directory">Where the files must be.</param>
+    /// <param name="isRoot">Whether installing is allowed.</param>
     /// <param name="aptGet">Runs apt-get with the given arguments; returns its exit code and output.</param>
     internal static void EnsureInstalled(string directory, bool isRoot, Func<string[], (int ExitCode, string Output)> aptGet)
     {
@@ -206,6 +223,7 @@ public sealed class FashionMnist : IDisposable
         return s.Length > 400 ? "..." + s[^400..] : s;
     }
 
+    /// <summary>Frees <see cref="Images"/> and <see cref="Labels"/>.</summary>
     public void Dispose()
     {
         Images.Dispose();

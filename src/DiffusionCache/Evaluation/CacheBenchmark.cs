@@ -5,30 +5,59 @@ namespace DiffusionCache.Evaluation;
 
 /// <summary>One configuration to measure: a step count and a cache policy factory (null: no cache), with its
 /// MAC-theoretical speedup over uncached sampling at the reference step count.</summary>
+/// <param name="Name">Row label, e.g. "DeepCache N=3 branch 0".</param>
+/// <param name="Kind">Family of the row for reports and plots (the CLI uses <c>none</c>, <c>fewer-steps</c>,
+/// <c>deepcache</c>, <c>blockcache</c>).</param>
+/// <param name="Steps">Denoising steps of each run.</param>
+/// <param name="Policy">Makes a fresh policy for each run (the benchmark disposes it); null for no cache.</param>
+/// <param name="MacSpeedup">Theoretical speedup in MACs over the uncached reference.</param>
 public sealed record CacheConfiguration(string Name, string Kind, int Steps, Func<ICachePolicy>? Policy, double MacSpeedup)
 {
+    /// <summary>Block Caching threshold δ (eq. 7), copied to the row; null for other kinds.</summary>
     public double? Delta { get; init; }
+    /// <summary>DeepCache interval N, copied to the row; null for other kinds.</summary>
     public int? Interval { get; init; }
+    /// <summary>DeepCache branch, copied to the row; null for other kinds.</summary>
     public int? Branch { get; init; }
+    /// <summary>Fraction of cached evaluations answered from the cache (0..1), copied to the row.</summary>
     public double SkippedFraction { get; init; }
 }
 
 /// <summary>What one configuration measured, relative to uncached sampling in the same run. The speedup is the
 /// median over rounds of (uncached time / this configuration's time) within each round; its low and high are the
 /// smallest and largest of those per-round ratios.</summary>
+/// <param name="Name">The configuration's <see cref="CacheConfiguration.Name"/>.</param>
+/// <param name="Kind">The configuration's <see cref="CacheConfiguration.Kind"/>.</param>
+/// <param name="Steps">Denoising steps of each run.</param>
+/// <param name="LatencyMsPerImage">Median over the timed rounds of wall time per image, in milliseconds.</param>
+/// <param name="MeasuredSpeedup">Median over rounds of uncached time / this configuration's time (1 for the
+/// reference).</param>
+/// <param name="MacSpeedup">The configuration's theoretical speedup in MACs.</param>
+/// <param name="CacheMb">Peak memory the cache held during the warm-up run, in MiB (0 without a cache).</param>
+/// <param name="Psnr">PSNR in dB of the warm-up output against the uncached one (infinite when identical).</param>
+/// <param name="Ssim">SSIM of the warm-up output against the uncached one (1 when identical).</param>
+/// <param name="Delta">See <see cref="CacheConfiguration.Delta"/>.</param>
+/// <param name="Interval">See <see cref="CacheConfiguration.Interval"/>.</param>
+/// <param name="Branch">See <see cref="CacheConfiguration.Branch"/>.</param>
+/// <param name="SkippedFraction">See <see cref="CacheConfiguration.SkippedFraction"/>.</param>
 public sealed record CacheBenchmarkRow(string Name, string Kind, int Steps, double LatencyMsPerImage, double MeasuredSpeedup,
     double MacSpeedup, double CacheMb, double Psnr, double Ssim, double? Delta, int? Interval, int? Branch, double SkippedFraction)
 {
+    /// <summary>The smallest per-round speedup; NaN when not measured.</summary>
     public double MeasuredSpeedupLow { get; init; } = double.NaN;
+    /// <summary>The largest per-round speedup; NaN when not measured.</summary>
     public double MeasuredSpeedupHigh { get; init; } = double.NaN;
 }
 
 /// <summary>A fixed-seed generation to time: the same inputs every call, so outputs are comparable.</summary>
 public interface IBenchTarget
 {
+    /// <summary>Images one <see cref="Run"/> generates (its batch), to report latency per image.</summary>
     int ImagesPerRun { get; }
     /// <summary>The data range for PSNR/SSIM of <see cref="Run"/>'s outputs (2 for decoded images in [-1, 1]).</summary>
     double Range(Tensor reference);
+    /// <summary>Generates the fixed batch with <paramref name="steps"/> steps and <paramref name="policy"/>
+    /// attached (null: uncached); returns the output [B, C, H, W], which the caller disposes.</summary>
     Tensor Run(int steps, ICachePolicy? policy);
 }
 
@@ -41,6 +70,16 @@ public interface IBenchTarget
 /// </summary>
 public static class CacheBenchmark
 {
+    /// <summary>Runs the benchmark; one row per configuration, in the given order.</summary>
+    /// <param name="target">The generation to time.</param>
+    /// <param name="configurations">What to measure; the first must be the uncached reference (no policy), which
+    /// speedups, PSNR and SSIM are relative to.</param>
+    /// <param name="repeats">Timed rounds, at least 1.</param>
+    /// <param name="progress">Told which run starts; optional.</param>
+    /// <param name="cancel">Checked before every run.</param>
+    /// <param name="clock">Source of wall time (tests give a fake one); the system clock when null.</param>
+    /// <exception cref="DiffusionCacheException">The first configuration has a policy, or
+    /// <paramref name="repeats"/> is below 1.</exception>
     public static IReadOnlyList<CacheBenchmarkRow> Run(IBenchTarget target, IReadOnlyList<CacheConfiguration> configurations,
         int repeats, IProgress<string>? progress = null, CancellationToken cancel = default, TimeProvider? clock = null)
     {

@@ -15,7 +15,9 @@ namespace DiffusionCache.Evaluation;
 /// </summary>
 public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
 {
+    /// <summary>Width of the penultimate features that FID is computed on.</summary>
     public const int FeatureDim = 256;
+    /// <summary>Number of classes, as Fashion-MNIST's.</summary>
     public const int NumClasses = 10;
 
     private readonly Sequential _features;
@@ -23,6 +25,7 @@ public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
     private readonly Dropout _dropout;
     private readonly Linear _head;
 
+    /// <summary>An untrained network (TorchSharp's default initialization), float32 on the CPU.</summary>
     public FashionClassifier() : base(nameof(FashionClassifier))
     {
         _features = nn.Sequential(
@@ -36,6 +39,8 @@ public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
         register_module("head", _head);
     }
 
+    /// <summary>Submodules are registered explicitly under their checkpoint names; TorchSharp's reflective
+    /// registration would add them again under C# field names.</summary>
     protected override void RegisterComponents() { }
 
     private static Sequential Stage(int inChannels, int outChannels) => nn.Sequential(
@@ -59,6 +64,8 @@ public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
         return nn.functional.silu(_embed.call(h)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>The <c>config.json</c> written beside the weights (class name, feature size, classes, input).
+    /// </summary>
     public static string ConfigJson => JsonSerializer.Serialize(new Dictionary<string, object>
     {
         ["_class_name"] = nameof(FashionClassifier),

@@ -7,8 +7,11 @@ namespace DiffusionCache.Evaluation;
 /// FID = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)).</summary>
 public sealed class FeatureStatistics : IDisposable
 {
+    /// <summary>mu, float64 [D]; owned by this instance.</summary>
     public Tensor Mean { get; }
+    /// <summary>S, the unbiased sample covariance (divide by N - 1), float64 [D, D]; owned by this instance.</summary>
     public Tensor Covariance { get; }
+    /// <summary>N, the number of feature vectors.</summary>
     public long Count { get; }
 
     private FeatureStatistics(Tensor mean, Tensor covariance, long count)
@@ -18,7 +21,9 @@ public sealed class FeatureStatistics : IDisposable
         Count = count;
     }
 
+    /// <summary>The statistics of a feature set, in float64 on the features' device.</summary>
     /// <param name="features">[N, D], N &gt;= 2.</param>
+    /// <exception cref="DiffusionCacheException">The features are not [N, D] with N &gt;= 2.</exception>
     public static FeatureStatistics Of(Tensor features)
     {
         if (features.dim() != 2 || features.shape[0] < 2) throw new DiffusionCacheException("feature statistics need [N, D] with N >= 2");
@@ -49,6 +54,7 @@ public sealed class FeatureStatistics : IDisposable
         return vectors.matmul(diag(values.clamp_min(0).sqrt())).matmul(vectors.t());
     }
 
+    /// <summary>Frees <see cref="Mean"/> and <see cref="Covariance"/>.</summary>
     public void Dispose()
     {
         Mean.Dispose();

@@ -7,8 +7,14 @@ namespace DiffusionCache.Evaluation;
 
 /// <summary>Quality figures of generated samples in the metric network's terms: FID against a reference set and
 /// the classifier's accuracy on the requested labels (our analogue of a CLIP score).</summary>
+/// <param name="Samples">N, the number of samples evaluated.</param>
+/// <param name="ClassAccuracy">Fraction (0..1) of samples the classifier assigns to their requested label.</param>
+/// <param name="Fid">Fréchet distance in <see cref="FashionClassifier"/>'s feature space (lower is better; not
+/// comparable with Inception-FID).</param>
 public sealed record QualityReport(int Samples, double ClassAccuracy, double Fid);
 
+/// <summary>Generates class-conditional Fashion-MNIST samples and scores them with the metric network
+/// (<see cref="FashionClassifier"/>): FID against reference statistics and class accuracy.</summary>
 public static class SampleQuality
 {
     /// <summary>Penultimate features [N, 256] of images in [-1, 1], in batches.</summary>
@@ -51,6 +57,12 @@ public static class SampleQuality
         return (all, tensor(labels.ToArray()));
     }
 
+    /// <summary>Scores generated samples.</summary>
+    /// <param name="classifier">The metric network (put in eval mode).</param>
+    /// <param name="images">The samples [N, 1, 32, 32] in [-1, 1], N &gt;= 2, on the classifier's device.</param>
+    /// <param name="labels">The requested labels, int64 [N].</param>
+    /// <param name="reference">Feature statistics of the reference set (e.g. the Fashion-MNIST test split).</param>
+    /// <exception cref="DiffusionCacheException">Fewer than 2 samples.</exception>
     public static QualityReport Evaluate(FashionClassifier classifier, Tensor images, Tensor labels, FeatureStatistics reference)
     {
         using var features = Features(classifier, images);

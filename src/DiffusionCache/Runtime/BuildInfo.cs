@@ -14,7 +14,9 @@ public static class BuildInfo
     public static string Version => Informational.Split('+')[0];
     /// <summary>The commit the library was built from, or "unknown" outside a git checkout.</summary>
     public static string Commit => Informational.Contains('+', StringComparison.Ordinal) ? Informational.Split('+')[1] : "unknown";
+    /// <summary>The loaded TorchSharp assembly's version as major.minor.patch (e.g. 0.107.0), or "unknown".</summary>
     public static string TorchSharpVersion => typeof(torch).Assembly.GetName().Version?.ToString(3) ?? "unknown";
+    /// <summary>The native libtorch version (<c>torch.__version__</c>). Reading it loads libtorch.</summary>
     public static string LibTorchVersion => torch.__version__;
 
     /// <summary>One line: "DiffusionCache 1.0.0 (commit 1234abc, TorchSharp 0.107.0, libtorch 2.10.0.0)".</summary>

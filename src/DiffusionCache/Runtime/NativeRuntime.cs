@@ -15,6 +15,7 @@ namespace DiffusionCache.Runtime;
 /// </summary>
 public static class NativeRuntime
 {
+    /// <summary>The environment variable oneDNN reads once, when libtorch loads, to cap its instruction set.</summary>
     public const string IsaVariable = "DNNL_MAX_CPU_ISA";
 
     /// <summary>What <see cref="Configure"/> decided, for diagnostics (null until it ran).</summary>

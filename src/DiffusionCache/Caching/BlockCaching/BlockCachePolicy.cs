@@ -37,6 +37,16 @@ public sealed class BlockCachePolicy : ICachePolicy
 
     /// <summary>Validates <paramref name="schedule"/> against the model and solver (see
     /// <see cref="CacheSchedule.Validate"/>); the step count is checked when a generation begins.</summary>
+    /// <param name="unet">The model the policy will be attached to; the schedule's block paths must be its
+    /// sites.</param>
+    /// <param name="schedule">When each cached block computes.</param>
+    /// <param name="solver">The scheduler class sampling will use (e.g. <c>DDIMScheduler</c>); must be the
+    /// schedule's.</param>
+    /// <param name="mode">What the caches store and answer with.</param>
+    /// <param name="adjustment">Scale-shift adjustment (Sec. 3.4) for reused values, or null for plain caching;
+    /// validated against <paramref name="schedule"/>.</param>
+    /// <exception cref="DiffusionCacheException">The schedule or adjustment does not fit the model or solver.
+    /// </exception>
     public BlockCachePolicy(DiffusionUNet unet, CacheSchedule schedule, string solver, BlockCacheMode mode = BlockCacheMode.Residual,
         ScaleShiftAdjustment? adjustment = null)
     {
@@ -50,12 +60,18 @@ public sealed class BlockCachePolicy : ICachePolicy
         _cache = new Tensor?[schedule.Blocks.Count];
     }
 
+    /// <summary>When each cached block computes; blocks it does not list always run.</summary>
     public CacheSchedule Schedule { get; }
+    /// <summary>Whether the caches hold the change C (the paper's) or the plain output.</summary>
     public BlockCacheMode Mode { get; }
     /// <summary>The scale-shift adjustment applied to reused values; null for plain caching.</summary>
     public ScaleShiftAdjustment? Adjustment { get; }
+    /// <inheritdoc />
+    /// <remarks>Counts are per scheduled block path; other blocks are not tracked.</remarks>
     public CacheStatistics Statistics { get; } = new();
 
+    /// <inheritdoc />
+    /// <remarks>E.g. "BlockCache transformer2d δ=0.1 residual + scale-shift".</remarks>
     public string Name => $"BlockCache {Schedule.Targets}" +
         (Schedule.Delta is double d ? $" δ={d.ToString("G4", CultureInfo.InvariantCulture)}" : "") +
         $" {Mode.ToString().ToLowerInvariant()}" + (Adjustment is null ? "" : " + scale-shift");
@@ -63,6 +79,13 @@ public sealed class BlockCachePolicy : ICachePolicy
     /// <summary>Bytes the caches hold now.</summary>
     public long CacheBytes => _cache.Sum(t => t is null ? 0 : t.numel() * t.ElementSize);
 
+    /// <summary>Starts a generation with empty caches.</summary>
+    /// <param name="request">The generation about to run; its step count must be the schedule's
+    /// <see cref="CacheSchedule.NumInferenceSteps"/>.</param>
+    /// <param name="timesteps">The solver's timesteps, one per U-Net call; there must be
+    /// <see cref="CacheSchedule.Steps"/> of them. Scale-shift adjustments are tabulated for them.</param>
+    /// <exception cref="DiffusionCacheException">The step count or number of U-Net calls differs from the
+    /// schedule's.</exception>
     public void BeginGeneration(SamplingRequest request, IReadOnlyList<double> timesteps)
     {
         if (request.Steps != Schedule.NumInferenceSteps)
@@ -74,12 +97,23 @@ public sealed class BlockCachePolicy : ICachePolicy
         _timesteps = timesteps;
     }
 
+    /// <summary>Records the step index (the schedule's column) and timestep (for the scale-shift adjustment).
+    /// </summary>
+    /// <param name="step">Where the loop stands.</param>
     public void BeginStep(StepInfo step)
     {
         _step = step.Index;
         _timestep = step.Timestep;
     }
 
+    /// <summary>For a scheduled block: at a compute step runs it and overwrites its cache; at any other step answers
+    /// without running it, with the cached value (scale-shift adjusted if configured) plus, in
+    /// <see cref="BlockCacheMode.Residual"/> mode, the pass-through of the current input. The answer is a new tensor
+    /// in the caller's dispose scope. Unscheduled blocks, and calls outside a generation, just run.</summary>
+    /// <param name="call">The block call; in residual mode a scheduled block must have a pass-through.</param>
+    /// <param name="compute">Runs the block.</param>
+    /// <exception cref="DiffusionCacheException">A scheduled block has no pass-through in residual mode, its cache
+    /// is empty at a reuse step, or the cached change does not match the current pass-through's shape.</exception>
     public BlockOutput Run(BlockCall call, Func<BlockOutput> compute)
     {
         if (_step < 0 || !_index.TryGetValue(call.Path, out int i)) return compute();
@@ -136,6 +170,7 @@ public sealed class BlockCachePolicy : ICachePolicy
         Statistics.ObserveCacheBytes(CacheBytes);
     }
 
+    /// <summary>Frees the caches and the scale-shift table; until the next generation every block runs.</summary>
     public void EndGeneration()
     {
         _step = -1;
@@ -153,5 +188,7 @@ public sealed class BlockCachePolicy : ICachePolicy
         }
     }
 
+    /// <summary>Frees the caches' tensors. The policy stays usable: a later generation starts with empty caches.
+    /// </summary>
     public void Dispose() => Free();
 }

@@ -20,10 +20,13 @@ public sealed record BlockCachingTargets
     /// <summary>Every <c>ResnetBlock2D</c> (name <c>resnet2d</c>).</summary>
     public static BlockCachingTargets Resnets { get; } = new("resnet2d", BlockKind.Resnet, "ResnetBlock2D");
 
+    /// <summary>Every supported target kind: <see cref="Transformers"/>, <see cref="Resnets"/>.</summary>
     public static IReadOnlyList<BlockCachingTargets> All { get; } = [Transformers, Resnets];
 
     /// <summary>The name used in files and on the command line (<c>transformer2d</c>, <c>resnet2d</c>).</summary>
     public string Name { get; }
+    /// <summary>The seam site kind of the blocks (<see cref="BlockKind.Transformer"/> or
+    /// <see cref="BlockKind.Resnet"/>).</summary>
     public BlockKind Kind { get; }
     /// <summary>The diffusers module class of the blocks.</summary>
     public string ModuleClass { get; }
@@ -35,6 +38,9 @@ public sealed record BlockCachingTargets
         ModuleClass = moduleClass;
     }
 
+    /// <summary>The targets named <paramref name="name"/> (<c>transformer2d</c> or <c>resnet2d</c>, case-sensitive).
+    /// </summary>
+    /// <exception cref="DiffusionCacheException">The name is not one of <see cref="All"/>.</exception>
     public static BlockCachingTargets Parse(string name) =>
         All.FirstOrDefault(t => t.Name == name)
         ?? throw new DiffusionCacheException(
@@ -53,12 +59,15 @@ public sealed record BlockCachingTargets
     /// <summary>The diffusers module paths of <see cref="Sites"/>.</summary>
     public IReadOnlyList<string> Paths(DiffusionUNet unet) => [.. Sites(unet).Select(s => s.Path)];
 
+    /// <summary>The <see cref="Name"/>.</summary>
     public override string ToString() => Name;
 }
 
 /// <summary>Writes and reads <see cref="BlockCachingTargets"/> as its name.</summary>
 public sealed class BlockCachingTargetsJsonConverter : JsonConverter<BlockCachingTargets>
 {
+    /// <summary>Reads a name string with <see cref="BlockCachingTargets.Parse"/>.</summary>
+    /// <exception cref="JsonException">The token is not a string or not a known name.</exception>
     public override BlockCachingTargets Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
         if (reader.TokenType != JsonTokenType.String) throw new JsonException("targets must be a string");
@@ -72,6 +81,7 @@ public sealed class BlockCachingTargetsJsonConverter : JsonConverter<BlockCachin
         }
     }
 
+    /// <summary>Writes <see cref="BlockCachingTargets.Name"/> as a string.</summary>
     public override void Write(Utf8JsonWriter writer, BlockCachingTargets value, JsonSerializerOptions options) =>
         writer.WriteStringValue(value.Name);
 }

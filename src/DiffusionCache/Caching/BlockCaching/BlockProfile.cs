@@ -7,6 +7,11 @@ using DiffusionCache.Formats;
 namespace DiffusionCache.Caching.BlockCaching;
 
 /// <summary>One profiled generation: its condition and seed and its L1_rel table <c>[block][step]</c>.</summary>
+/// <param name="G">The generation's index, g = p * S + s.</param>
+/// <param name="Condition">The condition index p (0..P-1).</param>
+/// <param name="Seed">The seed index s (0..S-1).</param>
+/// <param name="L1Rel">L1_rel (eq. 6) per block (rows, as <see cref="BlockProfile.Blocks"/>) and step (columns, as
+/// <see cref="BlockProfile.Timesteps"/>).</param>
 public sealed record ProfileGeneration(int G, int Condition, int Seed, double[][] L1Rel);
 
 /// <summary>
@@ -30,20 +35,29 @@ public sealed record BlockProfile
     public required int NumInferenceSteps { get; init; }
     /// <summary>The timesteps of one generation, one per U-Net call: the columns of every table.</summary>
     public required IReadOnlyList<double> Timesteps { get; init; }
+    /// <summary>The classifier-free guidance scale the profile was sampled with (1.0 when it ran without
+    /// guidance).</summary>
     public double GuidanceScale { get; init; }
+    /// <summary>The kind of blocks profiled.</summary>
     public required BlockCachingTargets Targets { get; init; }
     /// <summary>Block paths in execution order: the rows of every table.</summary>
     public required IReadOnlyList<string> Blocks { get; init; }
+    /// <summary>P, the number of conditions (prompts or class labels) profiled.</summary>
     public required int NumConditions { get; init; }
+    /// <summary>S, the number of noise seeds per condition.</summary>
     public required int NumSeeds { get; init; }
     /// <summary>How the conditions and noise were made (free text).</summary>
     public string? Conditions { get; init; }
     /// <summary>The U-Net call's shape: batch (2 with classifier-free guidance), latent height and width, context
     /// tokens (0 without cross-attention). Enough to count MACs per block.</summary>
     public int Batch { get; init; }
+    /// <summary>Height of the U-Net's input sample (latent height for latent models).</summary>
     public int SampleHeight { get; init; }
+    /// <summary>Width of the U-Net's input sample (latent width for latent models).</summary>
     public int SampleWidth { get; init; }
+    /// <summary>Cross-attention context tokens per sample (0 without cross-attention).</summary>
     public int ContextLength { get; init; }
+    /// <summary>The P x S generations, g = p * S + s, in order of g.</summary>
     public required IReadOnlyList<ProfileGeneration> Generations { get; init; }
     /// <summary>Arithmetic mean of L1_rel over the generations, <c>[block][step]</c>.</summary>
     public required double[][] Mean { get; init; }
@@ -113,12 +127,17 @@ public sealed record BlockProfile
             throw new DiffusionCacheException($"profile: '{name}' must be {Blocks.Count} rows (blocks) of {Steps} values (steps)");
     }
 
+    /// <summary>The profile as indented snake_case JSON (non-finite numbers as strings); validates first.</summary>
+    /// <exception cref="DiffusionCacheException">The profile is inconsistent (see <see cref="Validate"/>).</exception>
     public string ToJson()
     {
         Validate();
         return JsonSerializer.Serialize(this, BlockCacheJson.Options);
     }
 
+    /// <summary>Parses and validates a profile written by <see cref="ToJson"/> (comments and trailing commas
+    /// allowed, unknown fields refused).</summary>
+    /// <exception cref="DiffusionCacheException">The text is not a valid, consistent profile.</exception>
     public static BlockProfile FromJson(string json)
     {
         var profile = BlockCacheJson.Deserialize<BlockProfile>(json, "block profile");
@@ -126,8 +145,11 @@ public sealed record BlockProfile
         return profile;
     }
 
+    /// <summary>Writes <see cref="ToJson"/> to <paramref name="path"/> atomically (creating its folder).</summary>
     public void Save(string path) => BlockCacheJson.Write(path, ToJson());
 
+    /// <summary>Reads a profile file; errors name the file.</summary>
+    /// <exception cref="DiffusionCacheException">The file is missing or not a valid profile.</exception>
     public static BlockProfile Load(string path) => BlockCacheJson.Read(path, "block profile", FromJson);
 
     /// <summary>One row per block and step: <c>block,step,timestep,mean,std,g0,...</c> (the L1_rel of each
@@ -151,6 +173,7 @@ public sealed record BlockProfile
         return csv.ToString();
     }
 
+    /// <summary>Writes <see cref="ToCsv"/> to <paramref name="path"/> atomically (creating its folder).</summary>
     public void SaveCsv(string path) => AtomicFile.WriteAllText(path, ToCsv());
 
     private static string Number(double v) => v.ToString("R", CultureInfo.InvariantCulture);

@@ -38,6 +38,7 @@ public sealed record CacheSchedule
     public required int NumInferenceSteps { get; init; }
     /// <summary>U-Net calls per generation: the range of the step indices (N for every solver but PNDM).</summary>
     public required int Steps { get; init; }
+    /// <summary>The kind of blocks scheduled; every listed path must be a site of this kind.</summary>
     public required BlockCachingTargets Targets { get; init; }
     /// <summary>The threshold δ of eq. 7, when the schedule was made from a profile.</summary>
     public double? Delta { get; init; }
@@ -46,11 +47,15 @@ public sealed record CacheSchedule
     /// <summary>Per block (same order as <see cref="Blocks"/>): the strictly increasing steps it computes.</summary>
     public required IReadOnlyList<IReadOnlyList<int>> ComputeSteps { get; init; }
 
+    /// <summary>Scheduled block evaluations that compute, over one generation (all blocks' compute steps).</summary>
     public int NumComputed => ComputeSteps.Sum(s => s.Count);
+    /// <summary>B * N: scheduled block evaluations of one generation, computed or reused.</summary>
     public int NumBlockEvaluations => Blocks.Count * Steps;
     /// <summary>(B*N - computed) / (B*N): the fraction of block evaluations answered from the cache.</summary>
     public double SkippedFraction => (double)(NumBlockEvaluations - NumComputed) / NumBlockEvaluations;
 
+    /// <summary>Whether block number <paramref name="block"/> (index into <see cref="Blocks"/>) computes at step
+    /// <paramref name="step"/> (0-based U-Net call); otherwise it reuses its cache.</summary>
     public bool Computes(int block, int step) => ComputeSteps[block].Contains(step);
 
     /// <summary><c>[block][step]</c>: true where the block computes.</summary>
@@ -123,6 +128,10 @@ public sealed record CacheSchedule
         return total / (total - saved);
     }
 
+    /// <summary>The schedule in the file format above (<c>num_steps</c> only when it differs from N, plus an
+    /// informational <c>skipped_fraction</c>); checks the structure first.</summary>
+    /// <exception cref="DiffusionCacheException">The schedule is inconsistent (see <see cref="CheckStructure"/>).
+    /// </exception>
     public string ToJson()
     {
         CheckStructure();
@@ -207,8 +216,12 @@ public sealed record CacheSchedule
         }
     }
 
+    /// <summary>Writes <see cref="ToJson"/> to <paramref name="path"/> atomically (creating its folder).</summary>
     public void Save(string path) => BlockCacheJson.Write(path, ToJson());
 
+    /// <summary>Reads a schedule file (<see cref="FromJson"/>); errors name the file. Not checked against a model:
+    /// call <see cref="Validate"/>.</summary>
+    /// <exception cref="DiffusionCacheException">The file is missing or not a valid schedule.</exception>
     public static CacheSchedule Load(string path) => BlockCacheJson.Read(path, "cache schedule", FromJson);
 
     private static JsonElement Required(JsonElement root, string name, JsonValueKind kind) =>

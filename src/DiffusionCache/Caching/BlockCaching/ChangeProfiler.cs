@@ -26,6 +26,10 @@ public sealed class ChangeProfiler : ICachePolicy
     private int _completedSteps;
     private readonly List<double[][]> _generations = [];
 
+    /// <summary>A profiler for the target blocks of <paramref name="unet"/>.</summary>
+    /// <param name="unet">The model it will be attached to; its target blocks become <see cref="Blocks"/>.</param>
+    /// <param name="targets">Which blocks to measure; transformers (the paper's default) when null.</param>
+    /// <exception cref="DiffusionCacheException">The model has no blocks of that kind.</exception>
     public ChangeProfiler(DiffusionUNet unet, BlockCachingTargets? targets = null)
     {
         Targets = targets ?? BlockCachingTargets.Transformers;
@@ -35,10 +39,15 @@ public sealed class ChangeProfiler : ICachePolicy
         _seen = new bool[Blocks.Count];
     }
 
+    /// <inheritdoc />
     public string Name => $"ChangeProfiler {Targets}";
+    /// <summary>The kind of blocks measured.</summary>
     public BlockCachingTargets Targets { get; }
     /// <summary>The profiled block paths, in execution order: the rows of every table.</summary>
     public IReadOnlyList<string> Blocks { get; }
+    /// <inheritdoc />
+    /// <remarks>Every measured evaluation counts as computed (nothing is reused); the cache bytes are the previous
+    /// step's changes it holds.</remarks>
     public CacheStatistics Statistics { get; } = new();
 
     /// <summary>L1_rel of every completed generation, in order: <c>[block][step]</c>.</summary>
@@ -47,6 +56,10 @@ public sealed class ChangeProfiler : ICachePolicy
     /// <summary>The timesteps of the last generation.</summary>
     public IReadOnlyList<double> Timesteps { get; private set; } = [];
 
+    /// <summary>Starts a new table with one column per timestep and drops the previous generation's changes.
+    /// </summary>
+    /// <param name="request">Unused.</param>
+    /// <param name="timesteps">The solver's timesteps, one per U-Net call; kept as <see cref="Timesteps"/>.</param>
     public void BeginGeneration(SamplingRequest request, IReadOnlyList<double> timesteps)
     {
         FreePrevious();
@@ -56,12 +69,20 @@ public sealed class ChangeProfiler : ICachePolicy
         _step = -1;
     }
 
+    /// <summary>Records the step index (the table's column).</summary>
+    /// <param name="step">Where the loop stands.</param>
     public void BeginStep(StepInfo step)
     {
         _step = step.Index;
         Array.Clear(_seen);
     }
 
+    /// <summary>Runs the block and, for a target block, forms its change C, records L1_rel against the previous
+    /// step's C and keeps C for the next step. The block's output is returned unchanged.</summary>
+    /// <param name="call">The block call; target blocks must have a pass-through.</param>
+    /// <param name="compute">Runs the block.</param>
+    /// <exception cref="DiffusionCacheException">A target block has no pass-through, runs twice in one step, or
+    /// changes shape between steps.</exception>
     public BlockOutput Run(BlockCall call, Func<BlockOutput> compute)
     {
         if (_current is null || _step < 0 || !_index.TryGetValue(call.Path, out int i)) return compute();
@@ -93,6 +114,10 @@ public sealed class ChangeProfiler : ICachePolicy
         return output;
     }
 
+    /// <summary>Checks that every target block ran in the step.</summary>
+    /// <param name="step">The step that ended.</param>
+    /// <param name="latents">Unused.</param>
+    /// <exception cref="DiffusionCacheException">A target block did not run (another hook answered it).</exception>
     public void EndStep(StepInfo step, Tensor latents)
     {
         if (_current is null) return;
@@ -103,6 +128,8 @@ public sealed class ChangeProfiler : ICachePolicy
         _completedSteps++;
     }
 
+    /// <summary>Adds the generation's table to <see cref="Generations"/> if every step completed (a cancelled or
+    /// failed generation is dropped) and frees the stored changes.</summary>
     public void EndGeneration()
     {
         // A generation that stopped early (cancelled, failed) is not a sample of the profile.
@@ -126,5 +153,6 @@ public sealed class ChangeProfiler : ICachePolicy
         }
     }
 
+    /// <summary>Frees the stored changes; <see cref="Generations"/> stays readable.</summary>
     public void Dispose() => FreePrevious();
 }

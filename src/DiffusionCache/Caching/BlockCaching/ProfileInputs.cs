@@ -18,6 +18,12 @@ public sealed class TensorFileProfileInputs : IProfileInputs, IDisposable
     private readonly Tensor[] _conditions;
     private readonly Tensor _uncond;
 
+    /// <summary>Loads the tensors (as float32) from a safetensors file.</summary>
+    /// <param name="path">The safetensors file.</param>
+    /// <param name="numConditions">P: <c>cond.0</c> .. <c>cond.{P-1}</c> are read.</param>
+    /// <param name="numSeeds">S: <c>x_T.0</c> .. <c>x_T.{S-1}</c> are read.</param>
+    /// <param name="guidanceScale">The classifier-free guidance scale of every generation.</param>
+    /// <exception cref="DiffusionCacheException">A tensor is missing or misshapen, or a count is below 1.</exception>
     public TensorFileProfileInputs(string path, int numConditions, int numSeeds, double guidanceScale)
     {
         if (numConditions < 1 || numSeeds < 1) throw new DiffusionCacheException("conditions and seeds must be at least 1");
@@ -39,11 +45,16 @@ public sealed class TensorFileProfileInputs : IProfileInputs, IDisposable
         Description = $"{Path.GetFileName(path)}: x_T.{{seed}}, cond.{{condition}}, uncond; guidance {guidanceScale}";
     }
 
+    /// <inheritdoc />
     public int NumConditions { get; }
+    /// <inheritdoc />
     public int NumSeeds { get; }
+    /// <summary>The classifier-free guidance scale of every generation.</summary>
     public double GuidanceScale { get; }
+    /// <inheritdoc />
     public string Description { get; }
 
+    /// <inheritdoc />
     public SamplingRequest Request(int condition, int seed) => new()
     {
         Steps = 1,
@@ -57,6 +68,7 @@ public sealed class TensorFileProfileInputs : IProfileInputs, IDisposable
         Seed = seed,
     };
 
+    /// <summary>Frees the loaded tensors; requests made earlier become invalid.</summary>
     public void Dispose()
     {
         foreach (var t in _noise.Concat(_conditions).Append(_uncond)) t.Dispose();
@@ -77,6 +89,17 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
     private readonly Tensor[] _pooled = [];
     private readonly Tensor? _uncondPooled, _timeIds;
 
+    /// <summary>Makes the contexts (or labels) up front, as float32 on the CPU.</summary>
+    /// <param name="unet">The model; its context width, class count and sample size decide the inputs.</param>
+    /// <param name="numConditions">P; at most the class count for class-embedding models, 1 for unconditional
+    /// ones.</param>
+    /// <param name="numSeeds">S.</param>
+    /// <param name="guidanceScale">Guidance scale for cross-attention models; ignored otherwise (no guidance).
+    /// </param>
+    /// <param name="contextLength">L, the tokens of each random context.</param>
+    /// <param name="resolution">Height and width of the sample; the model's sample size when null.</param>
+    /// <exception cref="DiffusionCacheException">A count, the context length or the resolution is out of range.
+    /// </exception>
     public RandomContextProfileInputs(DiffusionUNet unet, int numConditions, int numSeeds, double guidanceScale,
         int contextLength = 77, int? resolution = null)
     {
@@ -118,10 +141,16 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
         }
     }
 
+    /// <inheritdoc />
     public int NumConditions { get; }
+    /// <inheritdoc />
     public int NumSeeds { get; }
+    /// <summary>Height and width of every generation's sample (latent side for latent models).</summary>
     public int Side { get; }
+    /// <summary>The guidance scale of every generation: the given one for cross-attention models, otherwise 1.0
+    /// (no guidance).</summary>
     public double GuidanceScale { get; }
+    /// <inheritdoc />
     public string Description { get; }
 
     private static Tensor Context(long seed, int length, int dim)
@@ -136,6 +165,7 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
         return randn([1, dim], ScalarType.Float32, generator: generator).DetachFromDisposeScope();
     }
 
+    /// <inheritdoc />
     public SamplingRequest Request(int condition, int seed) => new()
     {
         Steps = 1,
@@ -153,6 +183,7 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
         UnconditionalTimeIds = _timeIds,
     };
 
+    /// <summary>Frees the contexts, labels and embeddings; requests made earlier become invalid.</summary>
     public void Dispose()
     {
         foreach (var t in _conditions.Concat(_labels).Concat(_pooled)) t.Dispose();
@@ -172,6 +203,16 @@ public sealed class ClassLabelProfileInputs : IProfileInputs, IDisposable
     private readonly Tensor[] _conditions;
     private readonly Tensor _uncond;
 
+    /// <summary>Embeds labels 0..P-1 and the null label once, under no_grad, on the encoder's device.</summary>
+    /// <param name="encoder">The folder's label encoder; its embedding width must be the U-Net's context width.
+    /// </param>
+    /// <param name="unet">The model to be profiled.</param>
+    /// <param name="numConditions">P, at most the encoder's label count.</param>
+    /// <param name="numSeeds">S.</param>
+    /// <param name="guidanceScale">The classifier-free guidance scale of every generation.</param>
+    /// <param name="resolution">Latent height and width; the model's sample size when null.</param>
+    /// <exception cref="DiffusionCacheException">A count is out of range or the encoder does not fit the model.
+    /// </exception>
     public ClassLabelProfileInputs(LabelEncoder encoder, DiffusionUNet unet, int numConditions, int numSeeds,
         double guidanceScale, int? resolution = null)
     {
@@ -197,12 +238,18 @@ public sealed class ClassLabelProfileInputs : IProfileInputs, IDisposable
             $"guidance {guidanceScale}; noise: seed s";
     }
 
+    /// <inheritdoc />
     public int NumConditions { get; }
+    /// <inheritdoc />
     public int NumSeeds { get; }
+    /// <summary>Latent height and width of every generation's sample.</summary>
     public int Side { get; }
+    /// <summary>The classifier-free guidance scale of every generation.</summary>
     public double GuidanceScale { get; }
+    /// <inheritdoc />
     public string Description { get; }
 
+    /// <inheritdoc />
     public SamplingRequest Request(int condition, int seed) => new()
     {
         Steps = 1,
@@ -215,6 +262,7 @@ public sealed class ClassLabelProfileInputs : IProfileInputs, IDisposable
         Seed = seed,
     };
 
+    /// <summary>Frees the label embeddings; requests made earlier become invalid.</summary>
     public void Dispose()
     {
         foreach (var t in _conditions.Append(_uncond)) t.Dispose();
@@ -231,6 +279,14 @@ public sealed class PromptProfileInputs : IProfileInputs, IDisposable
 {
     private readonly SamplingRequest[] _requests;
 
+    /// <summary>Encodes every prompt (and the empty negative prompt) once, under no_grad.</summary>
+    /// <param name="pipeline">The text-to-image pipeline whose text encoders condition the prompts.</param>
+    /// <param name="texts">The prompts, one per condition (P = their count).</param>
+    /// <param name="numSeeds">S.</param>
+    /// <param name="guidanceScale">The classifier-free guidance scale of every generation.</param>
+    /// <param name="latentHeight">Latent height (image height / the VAE scale factor).</param>
+    /// <param name="latentWidth">Latent width (image width / the VAE scale factor).</param>
+    /// <exception cref="DiffusionCacheException">No prompt, no seed, or a non-positive latent size.</exception>
     public PromptProfileInputs(TextToImagePipeline pipeline, IReadOnlyList<string> texts, int numSeeds, double guidanceScale,
         int latentHeight, int latentWidth)
     {
@@ -251,13 +307,19 @@ public sealed class PromptProfileInputs : IProfileInputs, IDisposable
             $"guidance {guidanceScale}; noise: seed s, latent {latentHeight}x{latentWidth}";
     }
 
+    /// <inheritdoc />
     public int NumConditions { get; }
+    /// <inheritdoc />
     public int NumSeeds { get; }
+    /// <summary>The classifier-free guidance scale of every generation.</summary>
     public double GuidanceScale { get; }
+    /// <inheritdoc />
     public string Description { get; }
 
+    /// <inheritdoc />
     public SamplingRequest Request(int condition, int seed) => _requests[condition] with { Seed = seed };
 
+    /// <summary>Frees the encoded prompts; requests made earlier become invalid.</summary>
     public void Dispose()
     {
         foreach (var r in _requests) TextToImagePipeline.Release(r);

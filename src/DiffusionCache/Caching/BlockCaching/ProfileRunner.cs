@@ -10,33 +10,53 @@ namespace DiffusionCache.Caching.BlockCaching;
 /// from seed s's noise, so every condition sees the same noises.</summary>
 public interface IProfileInputs
 {
+    /// <summary>P, the number of conditions (prompts, labels or contexts); at least 1.</summary>
     int NumConditions { get; }
+    /// <summary>S, the number of noise seeds each condition is sampled from; at least 1.</summary>
     int NumSeeds { get; }
     /// <summary>How the conditions and noise are made, recorded in the profile.</summary>
     string Description { get; }
     /// <summary>The request of generation (condition, seed): context and/or labels, unconditional context (with
     /// guidance), guidance scale, sample size, noise (a seed or an explicit x_T). <c>Steps</c> is overridden by
     /// the runner.</summary>
+    /// <param name="condition">p, 0..<see cref="NumConditions"/> - 1.</param>
+    /// <param name="seed">s, 0..<see cref="NumSeeds"/> - 1.</param>
+    /// <remarks>The request's tensors belong to the inputs object and stay valid until it is disposed; the caller
+    /// does not dispose them.</remarks>
     SamplingRequest Request(int condition, int seed);
 }
 
 /// <summary>Where a profile run stands: generation <see cref="Generation"/> of <see cref="Generations"/>, step
 /// <see cref="Step"/> of <see cref="Steps"/> done.</summary>
+/// <param name="Generation">The running generation's index g = p * S + s (0-based).</param>
+/// <param name="Generations">P x S, the number of generations of the run.</param>
+/// <param name="Condition">The running generation's condition p.</param>
+/// <param name="Seed">The running generation's seed s.</param>
+/// <param name="Step">Steps (U-Net calls) done in this generation, 1..<see cref="Steps"/>.</param>
+/// <param name="Steps">U-Net calls per generation.</param>
 public sealed record ProfileProgress(int Generation, int Generations, int Condition, int Seed, int Step, int Steps)
 {
+    /// <summary>Steps done over the whole run, for a progress bar out of <see cref="Total"/>.</summary>
     public long Done => (long)Generation * Steps + Step;
+    /// <summary>Steps of the whole run: <see cref="Generations"/> x <see cref="Steps"/>.</summary>
     public long Total => (long)Generations * Steps;
 }
 
 /// <summary>What to profile: model id, solver configuration, step count, targets.</summary>
 public sealed record ProfileSettings
 {
+    /// <summary>Model id recorded as the profile's <see cref="BlockProfile.Model"/> (usually the folder's name).
+    /// </summary>
     public required string ModelId { get; init; }
+    /// <summary>Where the model was loaded from, recorded as <see cref="BlockProfile.ModelPath"/>; optional.</summary>
     public string? ModelPath { get; init; }
+    /// <summary>The solver; a fresh scheduler is made from it for every generation.</summary>
     public required SchedulerConfig Scheduler { get; init; }
     /// <summary>The scheduler configuration as read (kept in the profile); optional.</summary>
     public JsonElement? SchedulerJson { get; init; }
+    /// <summary>N, the number of inference steps passed to <c>set_timesteps</c>; at least 1.</summary>
     public required int Steps { get; init; }
+    /// <summary>Which blocks to profile; transformers by default.</summary>
     public BlockCachingTargets Targets { get; init; } = BlockCachingTargets.Transformers;
 }
 
@@ -47,6 +67,16 @@ public sealed record ProfileSettings
 /// </summary>
 public static class ProfileRunner
 {
+    /// <summary>Runs the P x S generations and returns the profile (not yet saved).</summary>
+    /// <param name="unet">The model to profile; a <see cref="ChangeProfiler"/> is attached to it while it runs.</param>
+    /// <param name="settings">Model id, solver, step count and targets.</param>
+    /// <param name="inputs">The conditions and noise; <see cref="SamplingRequest.Steps"/> of its requests is
+    /// replaced by <see cref="ProfileSettings.Steps"/>.</param>
+    /// <param name="progress">Told after every step of every generation; optional.</param>
+    /// <param name="cancel">Checked between generations and steps.</param>
+    /// <exception cref="DiffusionCacheException">Invalid counts, an unsupported solver, or a model the profiler
+    /// cannot measure.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was triggered.</exception>
     public static BlockProfile Run(DiffusionUNet unet, ProfileSettings settings, IProfileInputs inputs,
         IProgress<ProfileProgress>? progress = null, CancellationToken cancel = default)
     {

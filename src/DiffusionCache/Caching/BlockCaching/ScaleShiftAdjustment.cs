@@ -18,6 +18,7 @@ namespace DiffusionCache.Caching.BlockCaching;
 /// </summary>
 public sealed class ScaleShiftAdjustment : nn.Module
 {
+    /// <summary>The default size of the sinusoidal timestep embedding fed to each block's layer.</summary>
     public const int DefaultEmbeddingDim = 64;
     private const string FormatName = "diffusion_cache.scale_shift";
 
@@ -29,11 +30,18 @@ public sealed class ScaleShiftAdjustment : nn.Module
 
     /// <summary>The cached blocks, in schedule order, with their channel counts.</summary>
     public IReadOnlyList<(string Path, int Channels)> Blocks { get; }
+    /// <summary>Size D of the sinusoidal timestep embedding (even); each block's layer maps D to 2C.</summary>
     public int EmbeddingDim { get; }
 
     /// <summary>What the adjustment was trained for (schedule, model, solver); written with it and shown on load.</summary>
     public IReadOnlyDictionary<string, string> Description { get; set; } = new Dictionary<string, string>();
 
+    /// <summary>An identity adjustment (all weights zero) with one linear layer per block, in float32 on the CPU.
+    /// </summary>
+    /// <param name="blocks">The cached blocks' paths and the channel counts C of their outputs.</param>
+    /// <param name="embeddingDim">Size of the timestep embedding; even and at least 2.</param>
+    /// <exception cref="DiffusionCacheException">No blocks, a block listed twice or with no channels, or an invalid
+    /// embedding size.</exception>
     public ScaleShiftAdjustment(IReadOnlyList<(string Path, int Channels)> blocks, int embeddingDim = DefaultEmbeddingDim)
         : base(nameof(ScaleShiftAdjustment))
     {
@@ -69,6 +77,7 @@ public sealed class ScaleShiftAdjustment : nn.Module
         return new ScaleShiftAdjustment([.. schedule.Blocks.Select(b => (b, channels[b]))], embeddingDim);
     }
 
+    /// <summary>Whether this adjustment has a layer for the block at <paramref name="path"/>.</summary>
     public bool Adjusts(string path) => _layers.ContainsKey(path);
 
     /// <summary>C (1 + scale(t)) + shift(t) for a cached value C of block <paramref name="path"/>, [B, C, ...].</summary>
@@ -142,6 +151,10 @@ public sealed class ScaleShiftAdjustment : nn.Module
         SafetensorsWriter.Write(file, tensors, metadata);
     }
 
+    /// <summary>Reads an adjustment written by <see cref="Save"/> (weights as float32, CPU, in eval mode); the
+    /// metadata other than the format's own fields becomes <see cref="Description"/>.</summary>
+    /// <exception cref="DiffusionCacheException">The file is not a scale-shift adjustment or its tensors do not
+    /// match its metadata.</exception>
     public static ScaleShiftAdjustment Load(string file)
     {
         using var source = SafetensorsFile.Open(file);
@@ -225,6 +238,7 @@ public sealed class ScaleShiftTable : IDisposable
         return addcmul(h.to(cached.dtype), cached, s.to(cached.dtype), 1);
     }
 
+    /// <summary>Frees the table's tensors; <see cref="Apply"/> fails afterwards.</summary>
     public void Dispose()
     {
         foreach (var (scale, shift) in _entries.Values)

@@ -25,6 +25,7 @@ public sealed class DeepCachePlan
 
     private readonly Dictionary<BlockSite, SitePlan> _sites;
 
+    /// <summary>DeepCache's <c>cache_branch_id</c> k this plan was derived for, 0..<see cref="MaxBranch"/>.</summary>
     public int Branch { get; }
     /// <summary>b = branch / 3: the level whose layers are split between reuse and recomputation.</summary>
     public int Level => Branch / LayersPerBranchLevel;
@@ -32,6 +33,8 @@ public sealed class DeepCachePlan
     public int Layer => Branch % LayersPerBranchLevel;
     /// <summary>Resolution levels of the model (number of down blocks).</summary>
     public int Levels { get; }
+    /// <summary>The largest valid branch for this model, 3 * <see cref="Levels"/> - 1 (branch 0 reuses the most,
+    /// this one the least).</summary>
     public int MaxBranch => LayersPerBranchLevel * Levels - 1;
 
     /// <summary>Every DeepCache unit of the model (leaf layers of down/up blocks, and the mid block), in call order.</summary>
@@ -57,13 +60,23 @@ public sealed class DeepCachePlan
         CachedSites = [.. order.Where(s => sites[s].ReuseOnPartial)];
     }
 
+    /// <summary>The plan for cache branch <paramref name="branch"/> of <paramref name="unet"/>, from its seam's
+    /// call sites.</summary>
+    /// <param name="unet">The model the plan is for.</param>
+    /// <param name="branch">DeepCache's <c>cache_branch_id</c> k: level b = k / 3, layer l = k % 3.</param>
+    /// <exception cref="DiffusionCacheException">The model is not a U-Net with one down and one up block per level,
+    /// a block has call sites DeepCache does not know, or <paramref name="branch"/> is outside
+    /// 0..<see cref="MaxBranch"/>.</exception>
     public static DeepCachePlan For(DiffusionUNet unet, int branch)
     {
         ArgumentNullException.ThrowIfNull(unet);
         return For(unet.Seam.Sites, branch, unet.ClassName);
     }
 
+    /// <summary>The plan for cache branch <paramref name="branch"/> of the model with call sites
+    /// <paramref name="sites"/>; throws as <see cref="For(DiffusionUNet, int)"/> does.</summary>
     /// <param name="sites">The model's call sites in registration order (<see cref="BlockSeam.Sites"/>).</param>
+    /// <param name="branch">DeepCache's <c>cache_branch_id</c> k: level b = k / 3, layer l = k % 3.</param>
     /// <param name="modelName">Names the model in errors.</param>
     public static DeepCachePlan For(IReadOnlyList<BlockSite> sites, int branch, string modelName = "model")
     {
@@ -124,6 +137,7 @@ public sealed class DeepCachePlan
 
     internal SitePlan? Find(BlockSite site) => _sites.GetValueOrDefault(site);
 
+    /// <summary>One line for logs, "DeepCache branch k (level b, layer l): reuses r of u units".</summary>
     public override string ToString() => $"DeepCache branch {Branch} (level {Level}, layer {Layer}): reuses {ReusedUnits.Count} of {Units.Count} units";
 }
 
@@ -139,6 +153,10 @@ internal enum SiteRole
     Internal,
 }
 
+/// <summary>What DeepCache does with one call site.</summary>
+/// <param name="Role">Where the site sits in DeepCache's view of the model.</param>
+/// <param name="ReuseOnPartial">Whether the site answers from the cache on a partial step (and is stored on the
+/// full step before it).</param>
 /// <param name="Units">The unit paths this site stands for (itself, or a container's layers).</param>
 internal sealed record SitePlan(SiteRole Role, bool ReuseOnPartial, IReadOnlyList<string> Units)
 {

@@ -24,10 +24,18 @@ public sealed class DeepCachePolicy : ICachePolicy
     private int _stepCount;
     private List<string> _reused = [], _computed = [];
 
+    /// <summary>Which steps are full (DeepCache's <c>cache_interval</c>, <c>uniform</c>, <c>center</c>,
+    /// <c>pow</c>).</summary>
     public DeepCacheSchedule Schedule { get; }
+    /// <summary>What a partial step reuses, derived for the model and branch given at construction.</summary>
     public DeepCachePlan Plan { get; }
+    /// <summary>DeepCache's <c>cache_branch_id</c> (see <see cref="DeepCachePlan.Branch"/>).</summary>
     public int Branch => Plan.Branch;
+    /// <inheritdoc />
     public string Name { get; }
+    /// <inheritdoc />
+    /// <remarks>Counts are per DeepCache unit (<see cref="DeepCachePlan.Units"/>); a reused whole block counts as
+    /// a reuse of each of its units.</remarks>
     public CacheStatistics Statistics { get; } = new();
 
     /// <summary>The full steps of the current (or last) generation; null before the first.</summary>
@@ -45,7 +53,10 @@ public sealed class DeepCachePolicy : ICachePolicy
 
     /// <param name="unet">The model the policy will be attached to: the branch is checked against its levels
     /// here, before any work.</param>
+    /// <param name="schedule">Which steps run the whole U-Net; evaluated for each generation's step count.</param>
     /// <param name="branch">DeepCache's <c>cache_branch_id</c> k: level b = k / 3, layer l = k % 3.</param>
+    /// <exception cref="DiffusionCacheException">The model does not fit DeepCache or the branch does not exist in
+    /// it (see <see cref="DeepCachePlan.For(DiffusionUNet, int)"/>).</exception>
     public DeepCachePolicy(DiffusionUNet unet, DeepCacheSchedule schedule, int branch)
     {
         ArgumentNullException.ThrowIfNull(unet);
@@ -55,6 +66,12 @@ public sealed class DeepCachePolicy : ICachePolicy
         Name = $"DeepCache {schedule} branch {branch}";
     }
 
+    /// <summary>Starts a generation: frees the cache, clears <see cref="Log"/> and selects the full steps for
+    /// <paramref name="request"/>'s step count (<see cref="DeepCacheSchedule.Select"/>, which may throw
+    /// <see cref="DiffusionCacheException"/>).</summary>
+    /// <param name="request">The generation about to run; only its step count is used.</param>
+    /// <param name="timesteps">The scheduler's timesteps; their count bounds which full steps need to store.</param>
+    /// <exception cref="ObjectDisposedException">The policy was disposed.</exception>
     public void BeginGeneration(SamplingRequest request, IReadOnlyList<double> timesteps)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -65,6 +82,9 @@ public sealed class DeepCachePolicy : ICachePolicy
         _inGeneration = true;
     }
 
+    /// <summary>Decides whether step <paramref name="step"/> is full or partial. A full step stores its outputs
+    /// only when the next step is partial; otherwise it frees the cache.</summary>
+    /// <param name="step">Where the loop stands; only the index is used.</param>
     public void BeginStep(StepInfo step)
     {
         if (!_inGeneration) return;
@@ -77,17 +97,28 @@ public sealed class DeepCachePolicy : ICachePolicy
         _computed = [];
     }
 
+    /// <summary>Appends the step's <see cref="DeepCacheStepRecord"/> to <see cref="Log"/>.</summary>
+    /// <param name="step">The step that ended.</param>
+    /// <param name="latents">Unused.</param>
     public void EndStep(StepInfo step, Tensor latents)
     {
         if (_inGeneration) _log.Add(new DeepCacheStepRecord(step.Index, _full, _reused, _computed));
     }
 
+    /// <summary>Frees the cache; until the next <see cref="BeginGeneration"/> every block call is computed.</summary>
     public void EndGeneration()
     {
         Free();
         _inGeneration = false;
     }
 
+    /// <summary>On a partial step, answers a reused site from the cache (fresh handles, in the caller's dispose
+    /// scope) without running it; otherwise runs it and, on a full step that precedes a partial one, stores a copy.
+    /// Outside a generation it just runs the block.</summary>
+    /// <param name="call">The block call; its site must belong to the model the plan was made for.</param>
+    /// <param name="compute">Runs the block.</param>
+    /// <exception cref="DiffusionCacheException">The site is unknown to the plan, or a partial step needs an output
+    /// no full step stored.</exception>
     public BlockOutput Run(BlockCall call, Func<BlockOutput> compute)
     {
         ArgumentNullException.ThrowIfNull(call);
@@ -135,6 +166,7 @@ public sealed class DeepCachePolicy : ICachePolicy
         CacheBytes = 0;
     }
 
+    /// <summary>Frees the cache's tensors. Idempotent; a disposed policy refuses new generations.</summary>
     public void Dispose()
     {
         if (_disposed) return;
@@ -190,4 +222,9 @@ public sealed class DeepCachePolicy : ICachePolicy
 
 /// <summary>One step of a DeepCache generation: whether it was full, which units were answered from the cache and
 /// which sites were computed.</summary>
+/// <param name="Step">The step index in the sampling loop (0-based).</param>
+/// <param name="Full">Whether the whole U-Net ran at this step.</param>
+/// <param name="Reused">Paths of the units answered from the cache, in call order (empty on a full step).</param>
+/// <param name="Computed">Paths of the sites computed: units, stem and embeddings (not whole blocks, not the mid
+/// block's insides).</param>
 public sealed record DeepCacheStepRecord(int Step, bool Full, IReadOnlyList<string> Reused, IReadOnlyList<string> Computed);

@@ -13,6 +13,8 @@ public sealed class DeepCacheSchedule
 
     /// <summary>The caching interval N (the "1:N" of the paper).</summary>
     public int Interval { get; }
+    /// <summary>True for uniform 1:N (steps 0, N, 2N, ...); false for DeepCache's non-uniform selection around
+    /// <see cref="Center"/>.</summary>
     public bool IsUniform { get; }
     /// <summary>Non-uniform only: the step the full steps concentrate around (0 &lt;= c &lt;= steps).</summary>
     public int? Center { get; }
@@ -87,6 +89,7 @@ public sealed class DeepCacheSchedule
     /// <summary>DeepCache's <c>num_slow_step</c>: ceil(steps / interval), the number of non-uniform full steps.</summary>
     public static int SlowStepCount(int steps, int interval) => steps / interval + (steps % interval != 0 ? 1 : 0);
 
+    /// <summary>For names and logs: "uniform 1:N" or "non-uniform 1:N (center c, pow p)".</summary>
     public override string ToString() => IsUniform ? $"uniform 1:{Interval}" : $"non-uniform 1:{Interval} (center {Center}, pow {Pow})";
 
     /// <summary>DeepCache's <c>sample_from_quad_center</c>, evaluated as Python 3 and NumPy do it.</summary>
@@ -170,11 +173,16 @@ public sealed class DeepCacheSchedule
 /// <c>i in interval_seq</c>); with N = 1 every step is full, including any extra model call a scheduler makes beyond
 /// the requested steps (PNDM).
 /// </summary>
+/// <param name="steps">The number of denoising steps the selection is for.</param>
+/// <param name="interval">The caching interval N.</param>
+/// <param name="fullSteps">The full step indices, sorted.</param>
 public sealed class DeepCacheStepSelection(int steps, int interval, IReadOnlyList<int> fullSteps)
 {
     private readonly HashSet<int> _full = [.. fullSteps];
 
+    /// <summary>The number of denoising steps this selection was made for.</summary>
     public int Steps => steps;
+    /// <summary>The caching interval N.</summary>
     public int Interval => interval;
     /// <summary>DeepCache's <c>interval_seq</c>, sorted.</summary>
     public IReadOnlyList<int> FullSteps => fullSteps;
@@ -183,15 +191,24 @@ public sealed class DeepCacheStepSelection(int steps, int interval, IReadOnlyLis
     public int? SlowStepCount { get; init; }
     /// <summary>The power the non-uniform search ended with (the start value minus 0.02 per decrement).</summary>
     public double? FinalPow { get; init; }
+    /// <summary>How many times the non-uniform search lowered the power by <see cref="DeepCacheSchedule.PowStep"/>
+    /// before the steps were distinct; 0 otherwise.</summary>
     public int PowDecrements { get; init; }
     /// <summary>Re and Im of v_k = x_k^p (k = 0..n) at the final power; null unless the non-uniform search ran.</summary>
     public IReadOnlyList<double>? QuadValuesReal { get; init; }
+    /// <summary>Im of v_k (all 0 for center 0); see <see cref="QuadValuesReal"/>.</summary>
     public IReadOnlyList<double>? QuadValuesImag { get; init; }
 
+    /// <summary>Whether the steps came from DeepCache's <c>sample_from_quad_center</c> (non-uniform with N &gt; 1),
+    /// so that the search diagnostics are set.</summary>
     public bool UsesQuadCenter => QuadValuesReal is not null;
 
+    /// <summary>Whether loop step <paramref name="step"/> (0-based) runs the whole U-Net. Always true for N = 1,
+    /// also for steps beyond <see cref="Steps"/>.</summary>
     public bool IsFull(int step) => Interval == 1 || _full.Contains(step);
 
+    /// <summary>The steps in 0..<see cref="Steps"/> - 1 that reuse the cache, ascending (a new list per call).
+    /// </summary>
     public IReadOnlyList<int> PartialSteps => [.. Enumerable.Range(0, Steps).Where(i => !IsFull(i))];
 
     /// <summary>Smallest distance of Re(v_k), 0 &lt; k &lt; n, to a non-zero integer: how close truncation came to
