@@ -16,6 +16,8 @@ namespace DiffusionCache.Pipelines;
 /// </summary>
 public sealed class ClassConditionalPipeline : LatentDiffusionPipeline
 {
+    /// <summary>Turns class labels into the U-Net's cross-attention context; its null label (<see cref="NumLabels"/>)
+    /// is the unconditional input of guidance. Owned by the pipeline and disposed with it.</summary>
     public LabelEncoder LabelEncoder { get; }
 
     private ClassConditionalPipeline(string folder, UNet2DConditionModel unet, AutoencoderKL vae, LabelEncoder labels, SchedulerConfig scheduler)
@@ -24,9 +26,19 @@ public sealed class ClassConditionalPipeline : LatentDiffusionPipeline
         LabelEncoder = labels;
     }
 
+    /// <summary>The number of classes: labels run from 0 to <c>NumLabels - 1</c>.</summary>
     public int NumLabels => LabelEncoder.Config.NumLabels;
+    /// <summary>The side of the square latents sampled (the U-Net's <c>sample_size</c>); images are
+    /// <c>LatentSide * VaeScaleFactor</c> pixels square.</summary>
     public int LatentSide => UNet.SampleSize;
 
+    /// <summary>Loads a class-conditional pipeline folder (<see cref="LatentPipelineFolder"/>): its U-Net, VAE, label
+    /// encoder and scheduler config. Components already loaded are disposed if a later one fails.</summary>
+    /// <param name="folder">The pipeline folder, with <c>model_index.json</c>.</param>
+    /// <param name="options">Compute type, device and weights variant; null: float32 on the CPU.</param>
+    /// <exception cref="DiffusionCacheException">Not a pipeline folder, a U-Net that is not a
+    /// <c>UNet2DConditionModel</c>, a label encoder whose width differs from the U-Net's
+    /// <c>cross_attention_dim</c>, or a component that fails to load.</exception>
     public static ClassConditionalPipeline Load(string folder, PipelineLoadOptions? options = null)
     {
         options ??= new PipelineLoadOptions();
@@ -81,6 +93,7 @@ public sealed class ClassConditionalPipeline : LatentDiffusionPipeline
         }
     }
 
+    /// <summary>Disposes the U-Net, the VAE and the label encoder.</summary>
     public override void Dispose()
     {
         base.Dispose();

@@ -12,6 +12,21 @@ namespace DiffusionCache.Pipelines;
 /// </summary>
 public static class DiffusionSampler
 {
+    /// <summary>Samples <paramref name="request"/>: sets the scheduler's timesteps to <c>request.Steps</c>, starts
+    /// from <see cref="SamplingRequest.InitialNoise"/> or seeded noise times <see cref="IScheduler.InitNoiseSigma"/>,
+    /// and steps through every timestep (U-Net in its own dtype, scheduler in float32), telling the observers. A
+    /// generator on the U-Net's device seeded with <see cref="SamplingRequest.Seed"/> draws the initial noise and the
+    /// noise of stochastic steps. The scheduler is reset afterwards, also on failure.</summary>
+    /// <param name="unet">The denoiser; its first parameter gives the device and compute dtype.</param>
+    /// <param name="scheduler">The solver; any state it had is dropped.</param>
+    /// <param name="request">What to sample; its tensors stay the caller's.</param>
+    /// <param name="observers">Told about the generation and each step, in list order; null: none.</param>
+    /// <param name="cancel">Checked before each step.</param>
+    /// <returns>The final latents [Batch, in_channels, Height, Width], float32 on the U-Net's device; the caller
+    /// disposes them.</returns>
+    /// <exception cref="DiffusionCacheException">An invalid request (steps, sizes, guidance scale, missing or
+    /// mismatched conditioning) or initial noise of the wrong shape.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was signalled.</exception>
     public static Tensor Sample(DiffusionUNet unet, IScheduler scheduler, SamplingRequest request,
         IReadOnlyList<IStepObserver>? observers = null, CancellationToken cancel = default)
     {

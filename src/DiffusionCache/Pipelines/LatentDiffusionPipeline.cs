@@ -14,12 +14,20 @@ namespace DiffusionCache.Pipelines;
 /// </summary>
 public abstract class LatentDiffusionPipeline : IDisposable
 {
+    /// <summary>Where the pipeline was loaded from: its folder, or the single checkpoint file.</summary>
     public string Folder { get; }
+    /// <summary>The denoising U-Net; owned by the pipeline and disposed with it.</summary>
     public UNet2DConditionModel UNet { get; }
+    /// <summary>The autoencoder that decodes latents into images; owned by the pipeline and disposed with it.</summary>
     public AutoencoderKL Vae { get; }
     /// <summary>The folder's own scheduler configuration (its noise schedule and default solver).</summary>
     public SchedulerConfig SchedulerConfig { get; }
 
+    /// <summary>Takes ownership of loaded components.</summary>
+    /// <param name="folder">Where they were loaded from (<see cref="Folder"/>).</param>
+    /// <param name="unet">The U-Net.</param>
+    /// <param name="vae">The VAE.</param>
+    /// <param name="scheduler">The folder's scheduler config (<see cref="SchedulerConfig"/>).</param>
     protected LatentDiffusionPipeline(string folder, UNet2DConditionModel unet, AutoencoderKL vae, SchedulerConfig scheduler)
     {
         Folder = folder;
@@ -58,6 +66,7 @@ public abstract class LatentDiffusionPipeline : IDisposable
         return Vae.Decode(latents.to(p.dtype, p.device) / Vae.ScalingFactor).to(ScalarType.Float32).clamp(-1, 1).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Disposes the U-Net and the VAE (derived pipelines also dispose their encoders).</summary>
     public virtual void Dispose()
     {
         UNet.Dispose();

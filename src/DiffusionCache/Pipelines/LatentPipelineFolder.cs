@@ -19,8 +19,17 @@ namespace DiffusionCache.Pipelines;
 /// </summary>
 public static class LatentPipelineFolder
 {
+    /// <summary>The <c>_class_name</c> <see cref="WriteIndex"/> writes into <c>model_index.json</c>.</summary>
     public const string PipelineClass = "ClassConditionalLatentDiffusionPipeline";
 
+    /// <summary>Writes the component folder <c>pipelineDir/component/</c>: <c>config.json</c> and the module's
+    /// parameters (not its buffers) as <c>stem.safetensors</c>, in their own dtype. It is first written under a
+    /// temporary name inside <paramref name="pipelineDir"/>, then replaces any existing component folder.</summary>
+    /// <param name="pipelineDir">The pipeline folder (created if missing).</param>
+    /// <param name="component">The component's folder name: <c>unet</c>, <c>vae</c>, <c>label_encoder</c>.</param>
+    /// <param name="configJson">The component's <c>config.json</c> text.</param>
+    /// <param name="module">The model whose <c>named_parameters()</c> are written under their own names.</param>
+    /// <param name="stem">The weights file name without <c>.safetensors</c>.</param>
     public static void WriteComponent(string pipelineDir, string component, string configJson, nn.Module module,
         string stem = "diffusion_pytorch_model")
     {
@@ -44,12 +53,20 @@ public static class LatentPipelineFolder
         }
     }
 
+    /// <summary>Atomically writes <paramref name="schedulerJson"/> as <c>scheduler/scheduler_config.json</c>.</summary>
+    /// <param name="pipelineDir">The pipeline folder.</param>
+    /// <param name="schedulerJson">A diffusers scheduler config (see
+    /// <see cref="SchedulerConfig.FromJson(string, string?)"/>).</param>
     public static void WriteScheduler(string pipelineDir, string schedulerJson)
     {
         Directory.CreateDirectory(Path.Combine(pipelineDir, "scheduler"));
         AtomicFile.WriteAllText(Path.Combine(pipelineDir, "scheduler", "scheduler_config.json"), schedulerJson);
     }
 
+    /// <summary>Writes <c>model_index.json</c> atomically: <see cref="PipelineClass"/>, the diffusers
+    /// <c>unet</c> and <c>vae</c>, our <c>label_encoder</c>, and the scheduler class.</summary>
+    /// <param name="pipelineDir">The pipeline folder.</param>
+    /// <param name="schedulerClass">The diffusers scheduler class name, e.g. <c>DDIMScheduler</c>.</param>
     public static void WriteIndex(string pipelineDir, string schedulerClass) =>
         AtomicFile.WriteAllText(Path.Combine(pipelineDir, "model_index.json"), JsonSerializer.Serialize(
             new SortedDictionary<string, object>(StringComparer.Ordinal)
@@ -62,6 +79,12 @@ public static class LatentPipelineFolder
                 ["scheduler"] = new[] { "diffusers", schedulerClass },
             }, new JsonSerializerOptions { WriteIndented = true }));
 
+    /// <summary>Builds the label encoder of <c>label_encoder/config.json</c> and fills it strictly from the folder's
+    /// weights; the caller owns (disposes) it.</summary>
+    /// <param name="pipelineDir">The pipeline folder.</param>
+    /// <param name="dtype">The compute type of the weights.</param>
+    /// <param name="device">Where to place it; null: the CPU.</param>
+    /// <exception cref="DiffusionCacheException">A missing or invalid config, or weights not matching it.</exception>
     public static LabelEncoder LoadLabelEncoder(string pipelineDir, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         string dir = Path.Combine(pipelineDir, "label_encoder");
@@ -69,6 +92,8 @@ public static class LatentPipelineFolder
         return ComponentLoader.LoadWeights(encoder, dir, null, dtype, device);
     }
 
+    /// <summary>Reads <c>scheduler/scheduler_config.json</c> of <paramref name="pipelineDir"/>.</summary>
+    /// <exception cref="DiffusionCacheException">The file is missing or refused.</exception>
     public static SchedulerConfig LoadSchedulerConfig(string pipelineDir) =>
         SchedulerConfig.FromFile(Path.Combine(pipelineDir, "scheduler", "scheduler_config.json"));
 }

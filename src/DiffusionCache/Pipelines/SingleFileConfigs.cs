@@ -11,6 +11,10 @@ namespace DiffusionCache.Pipelines;
 /// built from, the scheduler and the tokenizer. Either a diffusers folder's (<see cref="FromFolder"/>) or the family's
 /// defaults (<see cref="Defaults"/>).
 /// </summary>
+/// <param name="UNet">The U-Net config the checkpoint's U-Net keys are mapped to and the model is built from.</param>
+/// <param name="Vae">The VAE config (its scaling factor scales the latents).</param>
+/// <param name="TextEncoder">The CLIP text model config (a CLIPTextModel, without projection).</param>
+/// <param name="Scheduler">The pipeline's scheduler config: the noise schedule and the default solver.</param>
 /// <param name="TokenizerFolder">The folder's <c>tokenizer/</c>; null: the caller's or the shipped one
 /// (<see cref="ShippedTokenizer"/>).</param>
 /// <param name="Source">Where the configs came from, for the pipeline's notes.</param>

@@ -15,6 +15,11 @@ namespace DiffusionCache.Pipelines;
 
 /// <summary>How to load a pipeline: compute type, device and weights variant (e.g. "fp16") for every component.
 /// A VAE that asks for it (<c>force_upcast</c>) stays in float32 under a half-precision type, as diffusers keeps it.</summary>
+/// <param name="Dtype">The compute type the weights are converted to (float32, float16, bfloat16).</param>
+/// <param name="Device">Where the components are placed; null: the CPU.</param>
+/// <param name="Variant">The weights variant of a diffusers folder (<c>diffusion_pytorch_model.fp16.safetensors</c>
+/// for "fp16"); null: the plain float32 files, or the fp16 ones where only those exist. Refused for single-file
+/// checkpoints.</param>
 public sealed record PipelineLoadOptions(ScalarType Dtype = ScalarType.Float32, Device? Device = null, string? Variant = null);
 
 /// <summary>
@@ -22,15 +27,19 @@ public sealed record PipelineLoadOptions(ScalarType Dtype = ScalarType.Float32, 
 /// <c>vae</c>, <c>text_encoder</c>, <c>tokenizer</c>, <c>scheduler</c>), as diffusers 0.27.2's
 /// <c>StableDiffusionPipeline</c>: prompts become CLIP contexts (<see cref="ClipPromptEncoder"/>), sampling goes
 /// through the one loop with any solver and cache policy, latents are decoded by the VAE. Safety checker, feature
-/// extractor and image encoder entries are not loaded (<see cref="Notes"/> says so). <see cref="LoadSingleFile"/> reads
-/// the same pipeline from one original-layout checkpoint file.
+/// extractor and image encoder entries are not loaded (<see cref="TextToImagePipeline.Notes"/> says so).
+/// <see cref="LoadSingleFile"/> reads the same pipeline from one original-layout checkpoint file.
 /// </summary>
 public sealed class StableDiffusionPipeline : TextToImagePipeline
 {
+    /// <summary>The <c>_class_name</c> of the <c>model_index.json</c> this pipeline loads.</summary>
     public const string PipelineClass = "StableDiffusionPipeline";
 
+    /// <summary>Prompt encoding: the tokenizer, the text encoder and a cache of recent prompt embeddings.</summary>
     public ClipPromptEncoder Prompts { get; }
+    /// <summary>The CLIP tokenizer (<c>tokenizer</c>).</summary>
     public ClipTokenizer Tokenizer => Prompts.Tokenizer;
+    /// <summary>The CLIP text encoder (<c>text_encoder</c>); owned by the pipeline and disposed with it.</summary>
     public ClipTextModel TextEncoder => Prompts.Encoder;
 
     private StableDiffusionPipeline(string folder, UNet2DConditionModel unet, AutoencoderKL vae, SchedulerConfig scheduler,
@@ -39,6 +48,7 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
         Prompts = prompts;
     }
 
+    /// <inheritdoc />
     public override event Action<string>? Warning
     {
         add => Prompts.Warning += value;
@@ -48,6 +58,12 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
     /// <summary>Whether <paramref name="dir"/> is a diffusers folder of this pipeline class.</summary>
     public static bool IsFolder(string dir) => ModelIndex.Exists(dir) && ModelIndex.Load(dir).ClassName == PipelineClass;
 
+    /// <summary>Loads a diffusers Stable Diffusion 1.x/2.x folder: its U-Net, VAE, text encoder, tokenizer and
+    /// scheduler config. Components already loaded are disposed if a later one fails.</summary>
+    /// <param name="folder">The folder, with <c>model_index.json</c> naming <see cref="PipelineClass"/>.</param>
+    /// <param name="options">Compute type, device and weights variant; null: float32 on the CPU.</param>
+    /// <exception cref="DiffusionCacheException">Another pipeline class, a missing, unsupported or unexpected
+    /// component, components that do not fit together, or weights that do not match their configs.</exception>
     public static StableDiffusionPipeline Load(string folder, PipelineLoadOptions? options = null)
     {
         options ??= new PipelineLoadOptions();
@@ -80,6 +96,10 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
     /// 768-v, since a file cannot tell it from the 512 epsilon base: give a config folder for that one; scheduler DDIM
     /// with SD's betas, as diffusers' <c>from_single_file</c>).
     /// </summary>
+    /// <param name="file">The <c>.safetensors</c> checkpoint (pickled <c>.ckpt</c>/<c>.pt</c> are refused).</param>
+    /// <param name="configFolder">A diffusers Stable Diffusion folder to take the configs, scheduler and tokenizer
+    /// from; null: the family's defaults.</param>
+    /// <param name="options">Compute type and device (no weights variant); null: float32 on the CPU.</param>
     /// <param name="tokenizerFolder">A tokenizer folder for when the config folder has none; default: the one shipped
     /// in <c>models/tokenizers/</c> for the family (<see cref="SingleFileConfigs.ShippedTokenizer"/>).</param>
     /// <exception cref="LdmCheckpointException">An SDXL, refiner or unknown checkpoint, or keys that belong nowhere.</exception>
@@ -131,6 +151,10 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
         return new StableDiffusionPipeline(origin, unet, vae, scheduler, new ClipPromptEncoder(tokenizer, text), notes);
     }
 
+    /// <summary>Checks <paramref name="call"/> before any work: sizes (positive multiples of 8 and of the VAE
+    /// factor), images per prompt, at least one prompt, negative prompts (none, one, or one per prompt), and a
+    /// clip skip below the text encoder's layer count.</summary>
+    /// <exception cref="DiffusionCacheException">The first problem found.</exception>
     public override void Validate(TextToImage call)
     {
         ArgumentNullException.ThrowIfNull(call);
@@ -174,6 +198,7 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
         };
     }
 
+    /// <summary>Disposes the U-Net, the VAE, the text encoder and the cached prompt embeddings.</summary>
     public override void Dispose()
     {
         base.Dispose();

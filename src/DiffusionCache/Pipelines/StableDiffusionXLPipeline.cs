@@ -14,9 +14,20 @@ namespace DiffusionCache.Pipelines;
 
 /// <summary>What SDXL's prompt encoding produces (diffusers' <c>encode_prompt</c> plus the time ids), rows already
 /// repeated per image; the negative parts are null without guidance. The caller owns the tensors.</summary>
+/// <param name="PromptEmbeds">The context [B·n, S, D1 + D2]: both encoders' penultimate hidden states, side by
+/// side.</param>
+/// <param name="PooledPromptEmbeds">The second encoder's projected pooled output [B·n, P].</param>
+/// <param name="NegativePromptEmbeds">The negative prompts' context, like <paramref name="PromptEmbeds"/> (zeros with
+/// <c>force_zeros_for_empty_prompt</c> and no negative prompt); null without guidance.</param>
+/// <param name="NegativePooledPromptEmbeds">The negative prompts' pooled output; null without guidance.</param>
+/// <param name="AddTimeIds">The size and crop ids [1, 6], float32
+/// (<see cref="StableDiffusionXLPipeline.TimeIds"/>).</param>
+/// <param name="NegativeAddTimeIds">The negative batch's ids [1, 6]: a copy of <paramref name="AddTimeIds"/> unless
+/// negative sizes are given.</param>
 public sealed record SdxlConditioning(Tensor PromptEmbeds, Tensor PooledPromptEmbeds, Tensor? NegativePromptEmbeds,
     Tensor? NegativePooledPromptEmbeds, Tensor AddTimeIds, Tensor NegativeAddTimeIds) : IDisposable
 {
+    /// <summary>Disposes every tensor of the conditioning.</summary>
     public void Dispose()
     {
         foreach (var t in new[] { PromptEmbeds, PooledPromptEmbeds, NegativePromptEmbeds, NegativePooledPromptEmbeds, AddTimeIds, NegativeAddTimeIds })
@@ -33,9 +44,14 @@ public sealed record SdxlConditioning(Tensor PromptEmbeds, Tensor PooledPromptEm
 /// </summary>
 public sealed class StableDiffusionXLPipeline : TextToImagePipeline
 {
+    /// <summary>The <c>_class_name</c> of the <c>model_index.json</c> this pipeline loads.</summary>
     public const string PipelineClass = "StableDiffusionXLPipeline";
 
+    /// <summary>The first text encoder (<c>text_encoder</c> + <c>tokenizer</c>, CLIP ViT-L) with its prompt cache;
+    /// the pipeline owns the encoder.</summary>
     public ClipPromptEncoder Prompts1 { get; }
+    /// <summary>The second text encoder (<c>text_encoder_2</c> + <c>tokenizer_2</c>, OpenCLIP ViT-bigG with
+    /// projection), which also gives the pooled embeddings; the pipeline owns the encoder.</summary>
     public ClipPromptEncoder Prompts2 { get; }
     /// <summary>Zero negative embeddings when no negative prompt is given (the folder's <c>force_zeros_for_empty_prompt</c>).</summary>
     public bool ForceZerosForEmptyPrompt { get; set; }
@@ -47,14 +63,24 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
         Prompts2 = prompts2;
     }
 
+    /// <inheritdoc />
     public override event Action<string>? Warning
     {
         add { Prompts1.Warning += value; Prompts2.Warning += value; }
         remove { Prompts1.Warning -= value; Prompts2.Warning -= value; }
     }
 
+    /// <summary>Whether <paramref name="dir"/> is a diffusers folder of this pipeline class.</summary>
     public static bool IsFolder(string dir) => ModelIndex.Exists(dir) && ModelIndex.Load(dir).ClassName == PipelineClass;
 
+    /// <summary>Loads a diffusers SDXL base folder: U-Net, VAE, both text encoders and tokenizers, scheduler config
+    /// and <c>force_zeros_for_empty_prompt</c> (default true). Components already loaded are disposed if a later one
+    /// fails.</summary>
+    /// <param name="folder">The folder, with <c>model_index.json</c> naming <see cref="PipelineClass"/>.</param>
+    /// <param name="options">Compute type, device and weights variant; null: float32 on the CPU.</param>
+    /// <exception cref="DiffusionCacheException">Another pipeline class (a refiner/img2img one included), a missing,
+    /// unsupported or unexpected component, components that do not fit together, or weights that do not match their
+    /// configs.</exception>
     public static StableDiffusionXLPipeline Load(string folder, PipelineLoadOptions? options = null)
     {
         options ??= new PipelineLoadOptions();
@@ -94,6 +120,10 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
         };
     }
 
+    /// <summary>Checks <paramref name="call"/> before any work: sizes (positive multiples of 8 and of the VAE
+    /// factor), images per prompt, at least one prompt, second and negative prompt lists of one or one per prompt,
+    /// and a clip skip below both encoders' layer counts.</summary>
+    /// <exception cref="DiffusionCacheException">The first problem found.</exception>
     public override void Validate(TextToImage call)
     {
         ArgumentNullException.ThrowIfNull(call);
@@ -189,6 +219,7 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
         };
     }
 
+    /// <summary>Disposes the U-Net, the VAE, both text encoders and the cached prompt embeddings.</summary>
     public override void Dispose()
     {
         base.Dispose();

@@ -15,6 +15,12 @@ namespace DiffusionCache.Pipelines;
 /// </summary>
 public abstract class TextToImagePipeline : LatentDiffusionPipeline
 {
+    /// <summary>Takes ownership of loaded components.</summary>
+    /// <param name="folder">Where they were loaded from: a diffusers folder or a single checkpoint file.</param>
+    /// <param name="unet">The U-Net.</param>
+    /// <param name="vae">The VAE.</param>
+    /// <param name="scheduler">The scheduler config that came with the model.</param>
+    /// <param name="notes">What loading left out (<see cref="Notes"/>).</param>
     protected TextToImagePipeline(string folder, UNet2DConditionModel unet, AutoencoderKL vae, SchedulerConfig scheduler, IReadOnlyList<string> notes)
         : base(folder, unet, vae, scheduler)
     {
@@ -26,7 +32,11 @@ public abstract class TextToImagePipeline : LatentDiffusionPipeline
     /// <summary>Told about prompts that had to be truncated (diffusers logs the same warning).</summary>
     public abstract event Action<string>? Warning;
 
+    /// <summary>The image height when <see cref="TextToImage.Height"/> is null: the U-Net's <c>sample_size</c> times
+    /// the VAE scale factor, as diffusers (512 for SD 1.5, 768 for SD 2.1 768-v, 1024 for SDXL).</summary>
     public int DefaultHeight => UNet.SampleSize * VaeScaleFactor;
+    /// <summary>The image width when <see cref="TextToImage.Width"/> is null (same as
+    /// <see cref="DefaultHeight"/>).</summary>
     public int DefaultWidth => UNet.SampleSize * VaeScaleFactor;
 
     /// <summary>Opens a Stable Diffusion 1.x/2.x or SDXL diffusers folder by its <c>model_index.json</c>.</summary>

@@ -15,6 +15,11 @@ public sealed class DdimScheduler : SchedulerBase
     private readonly float _finalAlphaCumprod;
     private double _eta;
 
+    /// <summary>A DDIM sampler for <paramref name="config"/>.</summary>
+    /// <param name="config">A <c>DDIMScheduler</c> config.</param>
+    /// <param name="eta">The initial <see cref="Eta"/>: 0 (deterministic DDIM, diffusers' default) or more.</param>
+    /// <exception cref="DiffusionCacheException">A config for another class, a refused value, or a negative or
+    /// non-finite <paramref name="eta"/>.</exception>
     public DdimScheduler(SchedulerConfig config, double eta = 0.0) : base(config, SchedulerConfig.Ddim)
     {
         _finalAlphaCumprod = config.SetAlphaToOne ? 1f : Alphas[0];
@@ -30,8 +35,10 @@ public sealed class DdimScheduler : SchedulerBase
             : throw new DiffusionCacheException($"{Name}: eta must be a finite number >= 0, got {value}");
     }
 
+    /// <inheritdoc />
     protected override double[] ComputeTimesteps(int n) => DescendingTimesteps(n);
 
+    /// <inheritdoc />
     protected override torch.Tensor StepCore(torch.Tensor modelOutput, int stepIndex, torch.Tensor sample, StepNoise? noise)
     {
         long t = TimestepAt(stepIndex);

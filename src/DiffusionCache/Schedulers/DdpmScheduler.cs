@@ -15,6 +15,10 @@ public sealed class DdpmScheduler : SchedulerBase
 {
     private readonly bool _fixedLarge;
 
+    /// <summary>A DDPM sampler for <paramref name="config"/>.</summary>
+    /// <param name="config">A <c>DDPMScheduler</c> config.</param>
+    /// <exception cref="DiffusionCacheException">A config for another class, or a refused value (a
+    /// <c>variance_type</c> other than <c>fixed_small</c>, <c>fixed_large</c> or null).</exception>
     public DdpmScheduler(SchedulerConfig config) : base(config, SchedulerConfig.Ddpm)
     {
         _fixedLarge = config.VarianceType switch
@@ -26,8 +30,10 @@ public sealed class DdpmScheduler : SchedulerBase
         };
     }
 
+    /// <inheritdoc />
     protected override double[] ComputeTimesteps(int n) => DescendingTimesteps(n);
 
+    /// <inheritdoc />
     protected override torch.Tensor StepCore(torch.Tensor modelOutput, int stepIndex, torch.Tensor sample, StepNoise? noise)
     {
         long t = TimestepAt(stepIndex);

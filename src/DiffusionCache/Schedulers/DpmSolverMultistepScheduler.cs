@@ -36,6 +36,10 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase, ISigmaScheduler
     private readonly torch.Tensor?[] _modelOutputs;
     private int _lowerOrderNums;
 
+    /// <summary>A DPM-Solver++ multistep sampler for <paramref name="config"/>.</summary>
+    /// <param name="config">A <c>DPMSolverMultistepScheduler</c> config.</param>
+    /// <exception cref="DiffusionCacheException">A config for another class, or a value that is not implemented (see
+    /// the class remarks), named with its key.</exception>
     public DpmSolverMultistepScheduler(SchedulerConfig config) : base(config, SchedulerConfig.DpmSolverMultistep)
     {
         if (config.AlgorithmType is not ("dpmsolver++" or "deis"))
@@ -63,8 +67,10 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase, ISigmaScheduler
         _modelOutputs = new torch.Tensor?[config.SolverOrder];
     }
 
+    /// <inheritdoc />
     public IReadOnlyList<float> Sigmas => _sigmas;
 
+    /// <inheritdoc />
     protected override double[] ComputeTimesteps(int n)
     {
         int t = TrainSteps;
@@ -101,6 +107,7 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase, ISigmaScheduler
         return timesteps;
     }
 
+    /// <inheritdoc />
     protected override torch.Tensor StepCore(torch.Tensor modelOutput, int stepIndex, torch.Tensor sample, StepNoise? noise)
     {
         int count = Timesteps.Count;
@@ -196,6 +203,7 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase, ISigmaScheduler
             - d2 * (t.Alpha * ((expm + h) / (h * h) - 0.5f));
     }
 
+    /// <inheritdoc />
     protected override void ResetState()
     {
         for (int i = 0; i < _modelOutputs.Length; i++)

@@ -20,6 +20,10 @@ public sealed class EulerDiscreteScheduler : SchedulerBase, ISigmaScheduler
 {
     private float[] _sigmas = [];
 
+    /// <summary>An Euler sampler for <paramref name="config"/>.</summary>
+    /// <param name="config">An <c>EulerDiscreteScheduler</c> config.</param>
+    /// <exception cref="DiffusionCacheException">A config for another class, or a refused value
+    /// (<c>interpolation_type</c> other than linear, <c>timestep_type</c> continuous with v_prediction).</exception>
     public EulerDiscreteScheduler(SchedulerConfig config) : base(config, SchedulerConfig.EulerDiscrete)
     {
         if (config.InterpolationType != "linear")
@@ -33,8 +37,12 @@ public sealed class EulerDiscreteScheduler : SchedulerBase, ISigmaScheduler
         _sigmas = [.. train.Reverse(), 0f];
     }
 
+    /// <inheritdoc />
     public IReadOnlyList<float> Sigmas => _sigmas;
 
+    /// <summary><c>max(sigmas)</c> with <c>linspace</c>/<c>trailing</c> spacing, <c>sqrt(max(sigmas)^2 + 1)</c> with
+    /// <c>leading</c>: well above 1 (Stable Diffusion with linspace: about 14.6), so the initial noise must be
+    /// scaled by it. Before <see cref="IScheduler.SetTimesteps"/> it comes from the training sigmas.</summary>
     public override float InitNoiseSigma
     {
         get
@@ -46,6 +54,7 @@ public sealed class EulerDiscreteScheduler : SchedulerBase, ISigmaScheduler
         }
     }
 
+    /// <inheritdoc />
     protected override double[] ComputeTimesteps(int n)
     {
         int t = TrainSteps;
@@ -69,12 +78,16 @@ public sealed class EulerDiscreteScheduler : SchedulerBase, ISigmaScheduler
         return [.. timesteps.Select(v => (double)v)];
     }
 
+    /// <summary><c>sample / sqrt(sigma^2 + 1)</c> at the step's sigma (diffusers' <c>scale_model_input</c>).</summary>
+    /// <param name="sample">The current sample.</param>
+    /// <param name="stepIndex">The loop index of the step.</param>
     protected override torch.Tensor ScaleCore(torch.Tensor sample, int stepIndex)
     {
         float sigma = _sigmas[stepIndex];
         return sample / MathF.Sqrt(sigma * sigma + 1f);
     }
 
+    /// <inheritdoc />
     protected override torch.Tensor StepCore(torch.Tensor modelOutput, int stepIndex, torch.Tensor sample, StepNoise? noise)
     {
         float sigma = _sigmas[stepIndex];

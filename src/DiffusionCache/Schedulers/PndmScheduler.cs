@@ -28,6 +28,10 @@ public sealed class PndmScheduler : SchedulerBase
     private torch.Tensor? _curSample;
     private readonly List<torch.Tensor> _ets = [];
 
+    /// <summary>A PNDM/PLMS sampler for <paramref name="config"/>.</summary>
+    /// <param name="config">A <c>PNDMScheduler</c> config.</param>
+    /// <exception cref="DiffusionCacheException">A config for another class, or a refused value
+    /// (<c>prediction_type</c> <c>sample</c>).</exception>
     public PndmScheduler(SchedulerConfig config) : base(config, SchedulerConfig.Pndm)
     {
         if (config.PredictionType == PredictionType.Sample)
@@ -35,6 +39,7 @@ public sealed class PndmScheduler : SchedulerBase
         _finalAlphaCumprod = config.SetAlphaToOne ? 1f : Alphas[0];
     }
 
+    /// <inheritdoc />
     protected override double[] ComputeTimesteps(int n)
     {
         int t = TrainSteps;
@@ -74,6 +79,7 @@ public sealed class PndmScheduler : SchedulerBase
         return [.. prk.Concat(plms).Select(v => (double)v)];
     }
 
+    /// <inheritdoc />
     protected override torch.Tensor StepCore(torch.Tensor modelOutput, int stepIndex, torch.Tensor sample, StepNoise? noise)
     {
         long timestep = TimestepAt(stepIndex);
@@ -186,6 +192,7 @@ public sealed class PndmScheduler : SchedulerBase
         slot = null;
     }
 
+    /// <inheritdoc />
     protected override void ResetState()
     {
         _counter = 0;

@@ -10,6 +10,13 @@ public abstract class SchedulerBase : IScheduler
     private double[] _timesteps = [];
     private int? _lastStep;
 
+    /// <summary>Checks <paramref name="config"/> and builds its training schedule (<c>alphas_cumprod</c>).</summary>
+    /// <param name="config">The scheduler config; its <see cref="SchedulerConfig.ClassName"/> must be
+    /// <paramref name="className"/>.</param>
+    /// <param name="className">The diffusers class the derived scheduler implements.</param>
+    /// <exception cref="DiffusionCacheException">A config for another class, <c>num_train_timesteps</c> &lt; 1,
+    /// <c>steps_offset</c> &lt; 0, <c>thresholding</c> or <c>rescale_betas_zero_snr</c> set, or <c>trained_betas</c>
+    /// of the wrong length.</exception>
     protected SchedulerBase(SchedulerConfig config, string className)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -27,15 +34,25 @@ public abstract class SchedulerBase : IScheduler
         _alphasCumprod = NoiseSchedule.AlphasCumprod(config);
     }
 
+    /// <inheritdoc />
     public SchedulerConfig Config { get; }
+    /// <summary>The diffusers class name, for error messages.</summary>
     protected string Name => Config.ClassName;
+    /// <summary>T, the number of training timesteps (<c>num_train_timesteps</c>).</summary>
     protected int TrainSteps => Config.NumTrainTimesteps;
+    /// <summary>The training <c>alphas_cumprod</c> (T float32 values; cumulative products despite the name), as the
+    /// scheduler's own array: read it, do not change it.</summary>
     protected float[] Alphas => _alphasCumprod;
+    /// <inheritdoc />
     public IReadOnlyList<float> AlphasCumprod => _alphasCumprod;
+    /// <inheritdoc />
     public int NumInferenceSteps { get; private set; }
+    /// <inheritdoc />
     public IReadOnlyList<double> Timesteps => _timesteps;
+    /// <inheritdoc />
     public virtual float InitNoiseSigma => 1f;
 
+    /// <inheritdoc />
     public void SetTimesteps(int numInferenceSteps)
     {
         if (numInferenceSteps < 1)
@@ -53,6 +70,7 @@ public abstract class SchedulerBase : IScheduler
     /// per-schedule tables (sigmas).</summary>
     protected abstract double[] ComputeTimesteps(int n);
 
+    /// <inheritdoc />
     public torch.Tensor ScaleModelInput(torch.Tensor sample, int stepIndex)
     {
         ArgumentNullException.ThrowIfNull(sample);
@@ -61,8 +79,13 @@ public abstract class SchedulerBase : IScheduler
         return ScaleCore(sample, stepIndex).MoveToOuterDisposeScope();
     }
 
+    /// <summary>The scaling of <see cref="ScaleModelInput"/> (arguments already checked), inside a dispose scope:
+    /// return a new tensor; the default is a copy of <paramref name="sample"/>.</summary>
+    /// <param name="sample">The current sample.</param>
+    /// <param name="stepIndex">The loop index of the step.</param>
     protected virtual torch.Tensor ScaleCore(torch.Tensor sample, int stepIndex) => sample.clone();
 
+    /// <inheritdoc />
     public torch.Tensor Step(torch.Tensor modelOutput, int stepIndex, torch.Tensor sample, StepNoise? noise = null)
     {
         ArgumentNullException.ThrowIfNull(modelOutput);
@@ -87,6 +110,7 @@ public abstract class SchedulerBase : IScheduler
     /// must be detached from the scope (see <see cref="Keep"/>).</summary>
     protected abstract torch.Tensor StepCore(torch.Tensor modelOutput, int stepIndex, torch.Tensor sample, StepNoise? noise);
 
+    /// <inheritdoc />
     public void Reset()
     {
         _lastStep = null;
@@ -109,8 +133,15 @@ public abstract class SchedulerBase : IScheduler
         return _alphasCumprod[t];
     }
 
+    /// <summary>The timestep of step <paramref name="stepIndex"/> as an integer (truncated: for the integral
+    /// timesteps of DDPM, DDIM, PNDM and DPM-Solver).</summary>
     protected long TimestepAt(int stepIndex) => (long)_timesteps[stepIndex];
 
+    /// <summary>The exception that refuses a config value: "<c>{class}: {key} = {value} is not supported (supported:
+    /// {supported})</c>".</summary>
+    /// <param name="key">The diffusers config key, e.g. <c>solver_type</c>.</param>
+    /// <param name="value">The refused value.</param>
+    /// <param name="supported">What is accepted, in words.</param>
     protected DiffusionCacheException Unsupported(string key, object? value, string supported) =>
         SchedulerConfig.Unsupported(Name, key, value, supported);
 
@@ -134,6 +165,8 @@ public abstract class SchedulerBase : IScheduler
         };
     }
 
+    /// <summary>Frees the tensors kept between steps (PNDM's and DPM-Solver's history), as <see cref="Reset"/>
+    /// does; the scheduler holds nothing else.</summary>
     public void Dispose()
     {
         ResetState();

@@ -3,14 +3,47 @@ using DiffusionCache.Formats.Json;
 
 namespace DiffusionCache.Schedulers;
 
-public enum BetaSchedule { Linear, ScaledLinear, SquaredCosCapV2 }
+/// <summary>How the training betas are laid out over the timesteps (diffusers' <c>beta_schedule</c>); ignored when
+/// <see cref="SchedulerConfig.TrainedBetas"/> is given.</summary>
+public enum BetaSchedule
+{
+    /// <summary><c>linear</c>: betas evenly spaced from <c>beta_start</c> to <c>beta_end</c> (DDPM).</summary>
+    Linear,
+    /// <summary><c>scaled_linear</c>: the betas' square roots evenly spaced, then squared (Stable Diffusion).</summary>
+    ScaledLinear,
+    /// <summary><c>squaredcos_cap_v2</c>: the cosine schedule of alpha-bar (Improved DDPM/Glide), betas capped at
+    /// 0.999; <c>beta_start</c>/<c>beta_end</c> are not used.</summary>
+    SquaredCosCapV2,
+}
 
 /// <summary>What the model predicts. diffusers' EulerDiscreteScheduler also accepts <c>original_sample</c>, an alias
 /// of <c>sample</c>.</summary>
-public enum PredictionType { Epsilon, VPrediction, Sample }
+public enum PredictionType
+{
+    /// <summary><c>epsilon</c>: the model predicts the noise that was added (SD 1.x, SD 2.x base, SDXL).</summary>
+    Epsilon,
+    /// <summary><c>v_prediction</c>: the model predicts v = sqrt(alpha-bar) * noise - sqrt(1 - alpha-bar) * x0
+    /// (Salimans &amp; Ho 2022; SD 2.x 768-v).</summary>
+    VPrediction,
+    /// <summary><c>sample</c>: the model predicts the denoised sample x0 directly.</summary>
+    Sample,
+}
 
-/// <summary>Table 2 of "Common Diffusion Noise Schedules and Sample Steps are Flawed" (arXiv 2305.08891).</summary>
-public enum TimestepSpacing { Leading, Trailing, Linspace }
+/// <summary>How the inference timesteps are spread over the <c>T</c> training timesteps (<c>timestep_spacing</c>):
+/// Table 2 of "Common Diffusion Noise Schedules and Sample Steps are Flawed" (arXiv 2305.08891).
+/// DPM-Solver spaces <c>n + 1</c> points and drops the last (see <see cref="DpmSolverMultistepScheduler"/>).</summary>
+public enum TimestepSpacing
+{
+    /// <summary><c>leading</c>: multiples of <c>T // n</c> counting up from 0, plus <c>steps_offset</c> (SD 1.x/2.x),
+    /// so the first step usually falls short of the last training timestep.</summary>
+    Leading,
+    /// <summary><c>trailing</c>: counts down from <c>T - 1</c> by <c>T / n</c>, so the first step is at the last
+    /// training timestep.</summary>
+    Trailing,
+    /// <summary><c>linspace</c>: <c>n</c> values evenly spaced from 0 to <c>T - 1</c>, both included (rounded, except
+    /// for Euler).</summary>
+    Linspace,
+}
 
 /// <summary>
 /// A diffusers scheduler config (<c>scheduler_config.json</c>), read as diffusers 0.27.2's <c>from_config</c> reads
@@ -22,49 +55,100 @@ public enum TimestepSpacing { Leading, Trailing, Linspace }
 /// </summary>
 public sealed record SchedulerConfig
 {
+    /// <summary>The diffusers class the config is read for and builds (<c>_class_name</c>, e.g.
+    /// <c>"DDIMScheduler"</c>); one of <see cref="SupportedClasses"/>.</summary>
     public required string ClassName { get; init; }
+    /// <summary><c>num_train_timesteps</c>: T, the number of training timesteps (the length of the beta schedule);
+    /// default 1000.</summary>
     public int NumTrainTimesteps { get; init; } = 1000;
+    /// <summary><c>beta_start</c>: the first beta of the linear and scaled-linear schedules; default 0.0001 (Stable
+    /// Diffusion: 0.00085).</summary>
     public double BetaStart { get; init; } = 0.0001;
+    /// <summary><c>beta_end</c>: the last beta of the linear and scaled-linear schedules; default 0.02 (Stable
+    /// Diffusion: 0.012).</summary>
     public double BetaEnd { get; init; } = 0.02;
+    /// <summary><c>beta_schedule</c>: how the betas go from <see cref="BetaStart"/> to <see cref="BetaEnd"/>;
+    /// default linear.</summary>
     public BetaSchedule BetaSchedule { get; init; } = BetaSchedule.Linear;
     /// <summary>Betas given directly (float64 as in the JSON; diffusers casts them to float32).</summary>
     public IReadOnlyList<double>? TrainedBetas { get; init; }
+    /// <summary><c>prediction_type</c>: what the model outputs, as it was trained; default epsilon.</summary>
     public PredictionType PredictionType { get; init; } = PredictionType.Epsilon;
+    /// <summary><c>timestep_spacing</c>; default leading (linspace for DPM-Solver and Euler).</summary>
     public TimestepSpacing TimestepSpacing { get; init; } = TimestepSpacing.Leading;
+    /// <summary><c>steps_offset</c>: added to every <c>leading</c> timestep (Stable Diffusion: 1); default 0, must be
+    /// &gt;= 0.</summary>
     public int StepsOffset { get; init; }
+    /// <summary><c>rescale_betas_zero_snr</c>: zero-terminal-SNR rescaling (arXiv 2305.08891). Not implemented: every
+    /// scheduler refuses true.</summary>
     public bool RescaleBetasZeroSnr { get; init; }
 
     // DDPM / DDIM
+    /// <summary>DDPM/DDIM <c>clip_sample</c>: clamp the predicted x0 to ±<see cref="ClipSampleRange"/> before the
+    /// update; default true (<see cref="Solvers.For"/> turns it off, as Stable Diffusion configs do).</summary>
     public bool ClipSample { get; init; } = true;
+    /// <summary>DDPM/DDIM <c>clip_sample_range</c>: the bound of <see cref="ClipSample"/>; default 1.</summary>
     public double ClipSampleRange { get; init; } = 1.0;
+    /// <summary><c>thresholding</c>: Imagen's dynamic thresholding. Not implemented: true is refused.</summary>
     public bool Thresholding { get; init; }
+    /// <summary><c>dynamic_thresholding_ratio</c>: the quantile of dynamic thresholding; read for compatibility,
+    /// unused since <see cref="Thresholding"/> is refused.</summary>
     public double DynamicThresholdingRatio { get; init; } = 0.995;
+    /// <summary><c>sample_max_value</c>: the ceiling of dynamic thresholding; read for compatibility, unused.</summary>
     public double SampleMaxValue { get; init; } = 1.0;
     /// <summary>DDPM: <c>fixed_small</c> (default), <c>fixed_large</c>, ...; DPM-Solver: null (default) or
     /// <c>learned</c>/<c>learned_range</c>.</summary>
     public string? VarianceType { get; init; }
 
     // DDIM / PNDM
+    /// <summary>DDIM/PNDM <c>set_alpha_to_one</c>: below timestep 0 alpha-bar is 1 (true) or
+    /// <c>alphas_cumprod[0]</c> (false). Default true for DDIM (<see cref="Defaults"/>), false otherwise.</summary>
     public bool SetAlphaToOne { get; init; }
 
     // PNDM
+    /// <summary>PNDM <c>skip_prk_steps</c>: PLMS alone, without the Runge-Kutta warm-up (Stable Diffusion's
+    /// setting); default false.</summary>
     public bool SkipPrkSteps { get; init; }
 
     // DPM-Solver multistep
+    /// <summary>DPM-Solver <c>solver_order</c>: 1, 2 (default; recommended for guided sampling) or 3.</summary>
     public int SolverOrder { get; init; } = 2;
+    /// <summary>DPM-Solver <c>algorithm_type</c>: only <c>"dpmsolver++"</c> (default) is implemented; <c>"deis"</c>
+    /// is mapped to it as diffusers does, others are refused.</summary>
     public string AlgorithmType { get; init; } = "dpmsolver++";
+    /// <summary>DPM-Solver <c>solver_type</c>: the second-order update, <c>"midpoint"</c> (default) or
+    /// <c>"heun"</c>; <c>"logrho"</c>, <c>"bh1"</c>, <c>"bh2"</c> are mapped to midpoint.</summary>
     public string SolverType { get; init; } = "midpoint";
+    /// <summary>DPM-Solver <c>lower_order_final</c>: with fewer than 15 steps, the last two steps use lower orders
+    /// (steadier few-step sampling); default true.</summary>
     public bool LowerOrderFinal { get; init; } = true;
+    /// <summary>DPM-Solver <c>euler_at_final</c>: the last step is first order whatever the step count; default
+    /// false.</summary>
     public bool EulerAtFinal { get; init; }
+    /// <summary>DPM-Solver/Euler <c>use_karras_sigmas</c>: the rho-7 sigma ramp of Karras et al. 2022 instead of the
+    /// training sigmas at the spaced timesteps; null in JSON reads as false.</summary>
     public bool UseKarrasSigmas { get; init; }
+    /// <summary>DPM-Solver <c>use_lu_lambdas</c>. Not implemented: true is refused.</summary>
     public bool UseLuLambdas { get; init; }
+    /// <summary>DPM-Solver <c>final_sigmas_type</c>: the sigma after the last step, <c>"zero"</c> (default; the last
+    /// step returns the x0 prediction) or <c>"sigma_min"</c> (the smallest training sigma); null is refused.</summary>
     public string? FinalSigmasType { get; init; } = "zero";
+    /// <summary>DPM-Solver <c>lambda_min_clipped</c>: the highest timesteps, whose log-SNR (lambda) is below this
+    /// value, are left out of the schedule; default -Infinity (none). NaN is refused.</summary>
     public double LambdaMinClipped { get; init; } = double.NegativeInfinity;
 
     // Euler discrete
+    /// <summary>Euler <c>interpolation_type</c> of the sigmas between training timesteps: only <c>"linear"</c>
+    /// (default) is implemented.</summary>
     public string InterpolationType { get; init; } = "linear";
+    /// <summary>Euler <c>timestep_type</c>: <c>"discrete"</c> (default) or <c>"continuous"</c>, which diffusers treats
+    /// differently only with v_prediction (refused here), so it samples as discrete.</summary>
     public string TimestepType { get; init; } = "discrete";
+    /// <summary>Euler <c>sigma_min</c>: the low end of the Karras ramp (<see cref="UseKarrasSigmas"/>); null: the
+    /// smallest sigma of the schedule.</summary>
     public double? SigmaMin { get; init; }
+    /// <summary>Euler <c>sigma_max</c>: the high end of the Karras ramp; null: the largest sigma of the
+    /// schedule.</summary>
     public double? SigmaMax { get; init; }
 
     /// <summary>Keys present in the JSON that the class does not accept (diffusers ignores them as well).</summary>
@@ -99,6 +183,8 @@ public sealed record SchedulerConfig
         "timestep_spacing", "steps_offset",
     ];
 
+    /// <summary>The diffusers classes this port reads and builds: DDPMScheduler, DDIMScheduler, PNDMScheduler,
+    /// DPMSolverMultistepScheduler, EulerDiscreteScheduler.</summary>
     public static IReadOnlyList<string> SupportedClasses { get; } = [Ddpm, Ddim, Pndm, DpmSolverMultistep, EulerDiscrete];
 
     /// <summary>The config with every key at the default of <paramref name="className"/>'s <c>__init__</c>.</summary>
@@ -145,12 +231,23 @@ public sealed record SchedulerConfig
         return config with { IgnoredKeys = ignored };
     }
 
+    /// <summary>Parses <paramref name="json"/> (Python-written JSON: <c>Infinity</c>, <c>-Infinity</c> and
+    /// <c>NaN</c> are accepted) and reads it as <see cref="FromJson(JsonElement, string?)"/> does.</summary>
+    /// <param name="json">The text of a <c>scheduler_config.json</c>.</param>
+    /// <param name="className">The class to read it for; null: the object's <c>_class_name</c>.</param>
+    /// <exception cref="DiffusionCacheException">Invalid JSON, a missing or unsupported class, or a value of the
+    /// wrong type or outside its enumeration.</exception>
     public static SchedulerConfig FromJson(string json, string? className = null)
     {
         using var document = ParseText(json, "scheduler config");
         return FromJson(document.RootElement, className);
     }
 
+    /// <summary>Reads a <c>scheduler_config.json</c> file as <see cref="FromJson(string, string?)"/> does; errors
+    /// name the path.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="className">The class to read it for; null: the file's <c>_class_name</c>.</param>
+    /// <exception cref="DiffusionCacheException">The file is missing, or its content is refused.</exception>
     public static SchedulerConfig FromFile(string path, string? className = null)
     {
         if (!File.Exists(path)) throw new DiffusionCacheException($"{path}: scheduler config not found");

@@ -29,6 +29,10 @@ public static class SchedulerFactory
     public static IScheduler FromJson(JsonElement config, string? className = null) =>
         Create(SchedulerConfig.FromJson(config, className));
 
+    /// <summary>Builds the scheduler of <see cref="SchedulerConfig.ClassName"/> for <paramref name="config"/>; the
+    /// caller owns (disposes) it.</summary>
+    /// <exception cref="DiffusionCacheException">An unsupported class, or a value the class does not implement
+    /// (named with its key).</exception>
     public static IScheduler Create(SchedulerConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);

@@ -5,6 +5,7 @@ namespace DiffusionCache.Schedulers;
 /// Diffusion pipelines use (PLMS without Runge-Kutta warm-up, second-order DPM-Solver++, no clipping).</summary>
 public static class Solvers
 {
+    /// <summary>Solver name (case-insensitive: ddim, ddpm, plms, dpm++, euler) to diffusers scheduler class.</summary>
     public static IReadOnlyDictionary<string, string> Classes { get; } = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
     {
         ["ddim"] = SchedulerConfig.Ddim,
@@ -18,6 +19,12 @@ public static class Solvers
     public static string NameOf(string className) =>
         Classes.FirstOrDefault(c => c.Value == className).Key ?? throw new DiffusionCacheException($"no solver name for scheduler class '{className}'");
 
+    /// <summary>The config of <paramref name="solver"/> for a model trained with <paramref name="training"/>: the
+    /// class's defaults with the training betas, timestep count, spacing, <c>steps_offset</c>, prediction type and
+    /// <c>set_alpha_to_one</c>; <c>clip_sample</c> off, <c>skip_prk_steps</c> on, <c>solver_order</c> 2.</summary>
+    /// <param name="solver">A key of <see cref="Classes"/>.</param>
+    /// <param name="training">The model's own scheduler config (usually its folder's).</param>
+    /// <exception cref="DiffusionCacheException">An unknown solver name.</exception>
     public static SchedulerConfig For(string solver, SchedulerConfig training)
     {
         if (!Classes.TryGetValue(solver, out var cls))

@@ -11,11 +11,17 @@ namespace DiffusionCache.Pipelines.Conditioning;
 /// last hidden state, or with <c>clipSkip</c> k the final-normalised output of layer L-k. Embeddings are kept in a
 /// small LRU per (text, clip skip), so a batch of seeds for one prompt encodes it once.
 /// </summary>
+/// <param name="tokenizer">The CLIP tokenizer paired with <paramref name="encoder"/>.</param>
+/// <param name="encoder">The CLIP text model; it stays the caller's (not disposed with this encoder).</param>
+/// <param name="cacheSize">How many encodings (per text, clip skip and kind) to keep; below 1: none.</param>
 public sealed class ClipPromptEncoder(ClipTokenizer tokenizer, ClipTextModel encoder, int cacheSize = 16) : IDisposable
 {
     private readonly TensorLru<(string Text, int ClipSkip, bool Sdxl)> _cache = new(cacheSize);
 
+    /// <summary>The CLIP tokenizer prompts go through.</summary>
     public ClipTokenizer Tokenizer => tokenizer;
+    /// <summary>The CLIP text model; owned by whoever made this encoder (the pipeline), not disposed by
+    /// <see cref="Dispose"/>.</summary>
     public ClipTextModel Encoder => encoder;
     /// <summary>How many encodings the cache answered and how many ran the encoder.</summary>
     public (int Hits, int Misses) CacheStatistics => (_cache.Hits, _cache.Misses);
@@ -73,5 +79,6 @@ public sealed class ClipPromptEncoder(ClipTokenizer tokenizer, ClipTextModel enc
 
     private static string Shorten(string text) => text.Length <= 60 ? text : text[..57] + "...";
 
+    /// <summary>Frees the cached embeddings. The text encoder is not disposed: its owner does that.</summary>
     public void Dispose() => _cache.Dispose();
 }

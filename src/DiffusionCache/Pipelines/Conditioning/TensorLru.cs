@@ -4,13 +4,19 @@ namespace DiffusionCache.Pipelines.Conditioning;
 
 /// <summary>A small least-recently-used store of tensors it owns (one or several per key): evicted or cleared tensors
 /// are disposed. Callers get clones, so what they dispose never touches the store.</summary>
+/// <typeparam name="TKey">The lookup key (compared with its default equality).</typeparam>
+/// <param name="capacity">The most keys kept; beyond it the least recently used is evicted. Below 1 nothing is
+/// stored and every lookup computes.</param>
 public sealed class TensorLru<TKey>(int capacity) : IDisposable where TKey : notnull
 {
     private readonly LinkedList<(TKey Key, Tensor[] Value)> _order = new();
     private readonly Dictionary<TKey, LinkedListNode<(TKey Key, Tensor[] Value)>> _nodes = new();
 
+    /// <summary>The number of keys stored (at most the capacity).</summary>
     public int Count => _nodes.Count;
+    /// <summary>Lookups answered from the store so far.</summary>
     public int Hits { get; private set; }
+    /// <summary>Lookups that had to compute their value so far.</summary>
     public int Misses { get; private set; }
 
     /// <summary>A clone of the stored value for <paramref name="key"/>, computing and storing it on a miss.</summary>
@@ -41,6 +47,7 @@ public sealed class TensorLru<TKey>(int capacity) : IDisposable where TKey : not
         return value;
     }
 
+    /// <summary>Removes and disposes every stored tensor; <see cref="Hits"/> and <see cref="Misses"/> stay.</summary>
     public void Clear()
     {
         foreach (var (_, value) in _order) foreach (var t in value) t.Dispose();
@@ -48,5 +55,6 @@ public sealed class TensorLru<TKey>(int capacity) : IDisposable where TKey : not
         _nodes.Clear();
     }
 
+    /// <summary>Disposes every stored tensor (<see cref="Clear"/>).</summary>
     public void Dispose() => Clear();
 }
