@@ -4,6 +4,11 @@ namespace DiffusionCache.Formats;
 /// renamed over it. On failure the temporary file is removed and the target is untouched.</summary>
 public static class AtomicFile
 {
+    /// <summary>Writes <paramref name="path"/> atomically: <paramref name="write"/> fills a temporary file in the same
+    /// folder (created if missing), which is flushed to disk and then renamed over <paramref name="path"/>. Whatever
+    /// <paramref name="write"/> or the file system throws propagates, with the temporary file deleted.</summary>
+    /// <param name="path">The file to create or replace.</param>
+    /// <param name="write">Writes the whole content; it must not close or dispose the stream.</param>
     public static void Write(string path, Action<Stream> write)
     {
         string full = Path.GetFullPath(path);
@@ -46,6 +51,9 @@ public static class AtomicFile
         }
     }
 
+    /// <summary><see cref="Write"/> with <paramref name="text"/> as UTF-8 without a byte order mark.</summary>
+    /// <param name="path">The file to create or replace.</param>
+    /// <param name="text">The whole content of the file.</param>
     public static void WriteAllText(string path, string text) =>
         Write(path, s => { using var w = new StreamWriter(s, leaveOpen: true); w.Write(text); });
 }

@@ -19,10 +19,16 @@ namespace DiffusionCache.Parity;
 /// </summary>
 public sealed class BlockCacheParity : CaseParitySuite
 {
+    /// <summary>Case type: per-generation L1_rel block changes and their mean and std (Block Caching Sec.
+    /// 3.2).</summary>
     public const string ProfileCase = "profile";
+    /// <summary>Case type: the cache schedule (compute steps per block) from a mean profile and δ (Block Caching Sec.
+    /// 3.3).</summary>
     public const string ScheduleCase = "schedule";
+    /// <summary>Case type: a whole sampling run with the block cache attached.</summary>
     public const string CachedSamplingCase = "cached-sampling";
 
+    /// <inheritdoc />
     public override string Kind => "blockcache";
 
     /// <summary>Runs one case; a structural problem (missing field or tensor, refused config) is a failed result

@@ -3,13 +3,23 @@ using TorchSharp;
 namespace DiffusionCache.Parity;
 
 /// <summary>Accumulates the comparisons of one case into a <see cref="ParityResult"/>.</summary>
+/// <param name="caseId">The case's id, for the result.</param>
+/// <param name="tolerance">The case's tolerance, used by every comparison that does not bring its own.</param>
 public sealed class CaseCheck(string caseId, Tolerance tolerance)
 {
     private double _maxAbs;
     private string? _firstFailure;
 
+    /// <summary>The case's tolerance, which <see cref="Tensor"/> and <see cref="Scalar(string, double, double)"/>
+    /// apply.</summary>
     public Tolerance Tolerance => tolerance;
 
+    /// <summary>Compares a tensor with its expected value under <see cref="Tolerance"/> (in float64, on the CPU;
+    /// either may be of any type or device). A different shape or a non-finite actual value fails with an infinite
+    /// error.</summary>
+    /// <param name="name">The tensor's name in the case, for the failure detail.</param>
+    /// <param name="actual">What we computed.</param>
+    /// <param name="expected">The golden value.</param>
     public void Tensor(string name, torch.Tensor actual, torch.Tensor expected)
     {
         var (max, passed) = tolerance.Compare(actual, expected);
@@ -17,6 +27,10 @@ public sealed class CaseCheck(string caseId, Tolerance tolerance)
             ? null : $"shape [{string.Join(",", actual.shape)}] vs expected [{string.Join(",", expected.shape)}]");
     }
 
+    /// <summary>Compares a scalar with its expected value under <see cref="Tolerance"/>.</summary>
+    /// <param name="name">The value's name in the case, for the failure detail.</param>
+    /// <param name="actual">What we computed.</param>
+    /// <param name="expected">The golden value.</param>
     public void Scalar(string name, double actual, double expected) => Scalar(name, actual, expected, tolerance);
 
     /// <summary>A scalar with its own tolerance (e.g. a derived fraction whose tolerance is not the case's).</summary>
@@ -40,5 +54,7 @@ public sealed class CaseCheck(string caseId, Tolerance tolerance)
         if (!passed && _firstFailure is null) _firstFailure = why is null ? $"{name}: max abs error {max:G3}" : $"{name}: {why}";
     }
 
+    /// <summary>The case's result so far: the largest absolute error of all comparisons, passed when none failed,
+    /// and the first failure as the detail.</summary>
     public ParityResult Result() => new(caseId, _maxAbs, _firstFailure is null, _firstFailure);
 }

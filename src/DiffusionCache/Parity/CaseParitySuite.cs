@@ -8,8 +8,12 @@ namespace DiffusionCache.Parity;
 /// structural problem into a failed result rather than an exception (see each suite's <c>RunCase</c>).</summary>
 public abstract class CaseParitySuite : IParitySuite
 {
+    /// <inheritdoc />
     public abstract string Kind { get; }
 
+    /// <summary>Runs every case of <paramref name="folder"/> at once, through <see cref="RunCase"/>, and returns the
+    /// results in manifest order. Throws <see cref="DiffusionCacheException"/> when the folder is of another
+    /// kind.</summary>
     public IEnumerable<ParityResult> Run(GoldenFolder folder)
     {
         ArgumentNullException.ThrowIfNull(folder);
@@ -17,8 +21,14 @@ public abstract class CaseParitySuite : IParitySuite
         return folder.Cases.Select(c => RunCase(folder, c)).ToList();
     }
 
+    /// <summary>Runs one case of <paramref name="folder"/>, chosen by its type; a structural problem (missing field
+    /// or tensor, unknown type, refused config) is a failed result with the reason as its detail.</summary>
+    /// <param name="folder">The golden folder the case belongs to (its models and tensor files).</param>
+    /// <param name="case">One element of the folder's <see cref="GoldenFolder.Cases"/>.</param>
     public abstract ParityResult RunCase(GoldenFolder folder, JsonElement @case);
 
+    /// <summary>Throws <see cref="DiffusionCacheException"/> when <paramref name="folder"/>'s kind is not this suite's
+    /// <see cref="Kind"/>.</summary>
     protected void RequireKind(GoldenFolder folder)
     {
         if (folder.Kind != Kind)
@@ -58,8 +68,11 @@ public abstract class CaseParitySuite : IParitySuite
     /// <summary>A case that does not match its specification (a missing field, an unknown type).</summary>
     protected sealed class CaseProblem(string message) : Exception(message);
 
+    /// <inheritdoc cref="GoldenFolder.CaseId"/>
     public static string CaseId(JsonElement @case) => GoldenFolder.CaseId(@case);
 
+    /// <summary>The case's <c>type</c> field (e.g. <c>profile</c>, <c>cfg-sampling</c>); empty when it has
+    /// none.</summary>
     public static string CaseType(JsonElement @case) =>
         @case.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String ? type.GetString()! : "";
 }

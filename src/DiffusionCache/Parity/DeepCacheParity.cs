@@ -20,13 +20,19 @@ namespace DiffusionCache.Parity;
 /// </summary>
 public sealed class DeepCacheParity : CaseParitySuite
 {
+    /// <summary>Case type: the full-step selection (<c>interval_seq</c>) for a step count and interval, or the error
+    /// DeepCache raises.</summary>
     public const string StepsCase = "steps";
+    /// <summary>Case type: DDIM sampling with DeepCache's uniform 1:N schedule (a full step every N steps).</summary>
     public const string UniformSamplingCase = "uniform-sampling";
+    /// <summary>Case type: DDIM sampling with DeepCache's non-uniform 1:N schedule (full steps from its power
+    /// search).</summary>
     public const string NonUniformSamplingCase = "nonuniform-sampling";
 
     /// <summary>Modules the manifest lists as always computed that are not seam call sites of our models.</summary>
     private static readonly HashSet<string> OutputLayers = new(["conv_norm_out", "conv_act", "conv_out"], StringComparer.Ordinal);
 
+    /// <inheritdoc />
     public override string Kind => "deepcache";
 
     /// <summary>Runs one case; a structural problem or an unexpected refusal is a failed result with the reason.</summary>

@@ -13,8 +13,12 @@ public static class ParitySuites
         ["sdxl"] = () => new SdxlParity(),
     };
 
+    /// <summary>The golden kinds that have a suite: <c>unet</c>, <c>schedulers</c>, <c>textvae</c>,
+    /// <c>blockcache</c>, <c>deepcache</c>, <c>sdxl</c>.</summary>
     public static IReadOnlyCollection<string> Kinds => Suites.Keys;
 
+    /// <summary>A new suite for the golden kind <paramref name="kind"/> (a folder's <see cref="GoldenFolder.Kind"/>);
+    /// throws <see cref="DiffusionCacheException"/>, listing the supported kinds, for any other.</summary>
     public static IParitySuite For(string kind) =>
         Suites.TryGetValue(kind, out var make)
             ? make()

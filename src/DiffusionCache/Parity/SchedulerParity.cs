@@ -15,10 +15,16 @@ namespace DiffusionCache.Parity;
 /// </summary>
 public sealed class SchedulerParity : CaseParitySuite
 {
+    /// <summary>Case type: <c>set_timesteps</c> results, <c>alphas_cumprod</c> and sigmas per step count (or the
+    /// step counts diffusers refuses).</summary>
     public const string TimestepsCase = "timesteps";
+    /// <summary>Case type: a whole denoising loop driven by the closed-form <see cref="FakeV1"/> model.</summary>
     public const string TrajectoryCase = "trajectory";
+    /// <summary>Case type: classifier-free guided sampling of the tiny U-Net through
+    /// <see cref="DiffusionSampler"/>.</summary>
     public const string CfgSamplingCase = "cfg-sampling";
 
+    /// <inheritdoc />
     public override string Kind => "schedulers";
 
     /// <summary>Runs one case. A structural problem (missing field, unexpected tensor, refused config) is a failed

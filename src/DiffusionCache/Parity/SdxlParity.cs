@@ -16,8 +16,14 @@ namespace DiffusionCache.Parity;
 /// </summary>
 public sealed class SdxlParity : CaseParitySuite
 {
+    /// <inheritdoc />
     public override string Kind => "sdxl";
 
+    /// <summary>Runs one case by its <c>type</c>: <c>unet</c>, <c>text-encoder</c>, <c>encode-prompt</c>,
+    /// <c>pipeline</c>, or <c>single-file-keys</c> / <c>single-file-unet</c> (through <see cref="SingleFileParity"/>).
+    /// A structural problem or an unknown type is a failed result with the reason as its detail.</summary>
+    /// <param name="folder">The golden folder the case belongs to.</param>
+    /// <param name="case">One element of the folder's <see cref="GoldenFolder.Cases"/>.</param>
     public override ParityResult RunCase(GoldenFolder folder, JsonElement @case) => CaseType(@case) switch
     {
         "unet" => RunTensorCase(folder, @case, IsInput(@case), (file, check, covered) => RunUNet(folder, @case, file, check, covered)),

@@ -15,12 +15,18 @@ namespace DiffusionCache.Parity;
 /// </summary>
 public sealed partial class TextVaeParity : CaseParitySuite
 {
+    /// <inheritdoc />
     public override string Kind => "textvae";
 
     /// <summary>textvae names a case's type in its <c>kind</c> field.</summary>
     public static string CaseKind(JsonElement @case) =>
         @case.TryGetProperty("kind", out var k) && k.ValueKind == JsonValueKind.String ? k.GetString()! : "";
 
+    /// <summary>Runs one case by its <c>kind</c> field (see <see cref="CaseKind"/>): <c>tokenize</c>,
+    /// <c>text-encoder</c>, <c>vae-decode</c> or <c>vae-encode</c>. A structural problem or an unknown kind is a failed
+    /// result with the reason as its detail.</summary>
+    /// <param name="folder">The golden folder the case belongs to.</param>
+    /// <param name="case">One element of the folder's <see cref="GoldenFolder.Cases"/>.</param>
     public override ParityResult RunCase(GoldenFolder folder, JsonElement @case) => CaseKind(@case) switch
     {
         "tokenize" => RunTokenize(folder, @case),

@@ -5,8 +5,12 @@ namespace DiffusionCache.Parity;
 
 /// <summary>The golden pass rule: |actual - expected| &lt;= atol + rtol * |expected| elementwise, and no NaN or
 /// infinity in the actual values.</summary>
+/// <param name="Atol">The absolute tolerance.</param>
+/// <param name="Rtol">The tolerance relative to |expected|.</param>
 public readonly record struct Tolerance(double Atol, double Rtol)
 {
+    /// <summary>The case's <c>tolerance</c> object, <c>{"atol": ..., "rtol": ...}</c>; throws
+    /// <see cref="KeyNotFoundException"/> when a field is missing.</summary>
     public static Tolerance FromCase(JsonElement @case)
     {
         var t = @case.GetProperty("tolerance");
@@ -29,6 +33,8 @@ public readonly record struct Tolerance(double Atol, double Rtol)
         return (max, passed);
     }
 
+    /// <summary>The rule for one value. Returns the absolute error (infinity when <paramref name="actual"/> is not
+    /// finite) and whether it passes.</summary>
     public (double MaxAbsError, bool Passed) Compare(double actual, double expected)
     {
         if (!double.IsFinite(actual)) return (double.PositiveInfinity, false);

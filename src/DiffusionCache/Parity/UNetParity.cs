@@ -14,8 +14,12 @@ namespace DiffusionCache.Parity;
 /// </summary>
 public sealed class UNetParity : IParitySuite
 {
+    /// <inheritdoc />
     public string Kind => "unet";
 
+    /// <summary>Runs the cases lazily, one as each result is enumerated, loading the case's model each time. Unlike
+    /// the <see cref="CaseParitySuite"/> suites it does not check the folder's kind.</summary>
+    /// <param name="folder">A <c>unet</c> golden folder whose manifest lists its <c>models</c>.</param>
     public IEnumerable<ParityResult> Run(GoldenFolder folder)
     {
         var models = folder.Manifest.GetProperty("models").EnumerateArray()

@@ -26,6 +26,17 @@ public static class AutoencoderTraining
         ForceUpcast = false,
     };
 
+    /// <summary>Trains <paramref name="vae"/> in place: MSE between the images and the decoded posterior sample, plus
+    /// <paramref name="klWeight"/> times the mean KL divergence to N(0, I). Resumes from a checkpoint in
+    /// <see cref="TrainingOptions.CheckpointDir"/>.</summary>
+    /// <param name="vae">The autoencoder to train.</param>
+    /// <param name="images">float32 [N, C, H, W] in [-1, 1] (for <see cref="FashionConfig"/>, [N, 1, 32, 32]).</param>
+    /// <param name="options">How to train.</param>
+    /// <param name="klWeight">Weight of the KL term; small (e.g. 1e-6), as LDM's KL-regularised autoencoders.</param>
+    /// <param name="progress">Receives a report after every step.</param>
+    /// <param name="cancel">Stops after the current step, with a checkpoint saved, by throwing
+    /// <see cref="OperationCanceledException"/>.</param>
+    /// <returns>The EMA of the weights, which the caller owns and disposes.</returns>
     public static ExponentialMovingAverage Train(AutoencoderKL vae, Tensor images, TrainingOptions options,
         double klWeight, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {

@@ -8,6 +8,16 @@ namespace DiffusionCache.Training;
 /// flips and one-pixel shifts as augmentation.</summary>
 public static class ClassifierTraining
 {
+    /// <summary>Trains <paramref name="model"/> in place. Resumes from a checkpoint in
+    /// <see cref="TrainingOptions.CheckpointDir"/>.</summary>
+    /// <param name="model">The classifier to train.</param>
+    /// <param name="images">float32 [N, 1, 32, 32] in [-1, 1].</param>
+    /// <param name="labels">int64 [N] class labels in 0..9.</param>
+    /// <param name="options">How to train.</param>
+    /// <param name="progress">Receives a report after every step.</param>
+    /// <param name="cancel">Stops after the current step, with a checkpoint saved, by throwing
+    /// <see cref="OperationCanceledException"/>.</param>
+    /// <returns>The EMA of the weights, which the caller owns and disposes.</returns>
     public static ExponentialMovingAverage Train(FashionClassifier model, Tensor images, Tensor labels, TrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {

@@ -12,8 +12,15 @@ public sealed class ExponentialMovingAverage : IDisposable
     private readonly List<(string Name, Tensor Live, Tensor Shadow)> _pairs = [];
     private readonly double _decay;
 
+    /// <summary>How many times <see cref="Update"/> has run (restored by <see cref="Load"/>): the n of the
+    /// warm-up.</summary>
     public long Updates { get; private set; }
 
+    /// <summary>Starts the average at a copy of <paramref name="model"/>'s current parameters. The average keeps
+    /// references to the live parameters, so the model must outlive it. Throws
+    /// <see cref="ArgumentOutOfRangeException"/> when <paramref name="decay"/> is not in (0, 1).</summary>
+    /// <param name="model">The model whose parameters are averaged.</param>
+    /// <param name="decay">The largest decay, reached after warm-up (e.g. 0.999).</param>
     public ExponentialMovingAverage(nn.Module model, double decay)
     {
         if (decay is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(decay), "decay must be in (0, 1)");
@@ -23,8 +30,12 @@ public sealed class ExponentialMovingAverage : IDisposable
             _pairs.Add((name, p, p.detach().clone().DetachFromDisposeScope()));
     }
 
+    /// <summary>The decay the next <see cref="Update"/> uses: min(decay, (1 + n) / (10 + n)), n =
+    /// <see cref="Updates"/>.</summary>
     public double CurrentDecay => Math.Min(_decay, (1.0 + Updates) / (10.0 + Updates));
 
+    /// <summary>Moves the average towards the live parameters: <c>avg = d * avg + (1 - d) * live</c> with
+    /// d = <see cref="CurrentDecay"/>, without gradients; call after each optimizer step.</summary>
     public void Update()
     {
         double d = CurrentDecay;
@@ -56,6 +67,7 @@ public sealed class ExponentialMovingAverage : IDisposable
         foreach (var (name, p) in model.named_parameters()) p.copy_(byName[name]);
     }
 
+    /// <summary>Frees the averaged copies; the model's own parameters are untouched.</summary>
     public void Dispose()
     {
         foreach (var (_, _, shadow) in _pairs) shadow.Dispose();

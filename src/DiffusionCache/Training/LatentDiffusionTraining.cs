@@ -10,9 +10,15 @@ namespace DiffusionCache.Training;
 /// feeds its cross-attention (parameter names <c>unet.*</c> and <c>label_encoder.*</c>).</summary>
 public sealed class ConditionedUNet : nn.Module
 {
+    /// <summary>The denoiser, registered as <c>unet</c>.</summary>
     public UNet2DConditionModel UNet { get; }
+
+    /// <summary>The label encoder, registered as <c>label_encoder</c>: class labels (and the null label) to the
+    /// context tokens of the U-Net's cross-attention.</summary>
     public LabelEncoder LabelEncoder { get; }
 
+    /// <summary>Registers <paramref name="unet"/> and <paramref name="labelEncoder"/> as the pair's submodules; the
+    /// encoder's embedding width must be the U-Net's cross-attention width.</summary>
     public ConditionedUNet(UNet2DConditionModel unet, LabelEncoder labelEncoder) : base(nameof(ConditionedUNet))
     {
         UNet = unet;
@@ -21,6 +27,8 @@ public sealed class ConditionedUNet : nn.Module
         register_module("label_encoder", labelEncoder);
     }
 
+    /// <summary>Does nothing: the constructor registers the parts under diffusers' names (<c>unet</c>,
+    /// <c>label_encoder</c>) rather than TorchSharp's field names.</summary>
     protected override void RegisterComponents() { }
 }
 
@@ -48,8 +56,26 @@ public static class LatentDiffusionTraining
         NormNumGroups = 32,
     };
 
+    /// <summary>The embedded model's label encoder: the 10 Fashion-MNIST classes (plus the null label), each as 4
+    /// context tokens of width 64.</summary>
     public static LabelEncoderConfig FashionLabels { get; } = new(NumLabels: 10, TokensPerLabel: 4, EmbeddingDim: 64);
 
+    /// <summary>Trains <paramref name="model"/> in place with the DDPM simple loss (DDPM Algorithm 1): x_t =
+    /// sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε with t uniform over the training timesteps, MSE between the predicted and the
+    /// true ε. Noise is drawn on the CPU, so the model and data must be there. Resumes from a checkpoint in
+    /// <see cref="TrainingOptions.CheckpointDir"/>.</summary>
+    /// <param name="model">The U-Net and label encoder to train.</param>
+    /// <param name="latents">float32 [N, C, h, w] VAE latents, already multiplied by the VAE's scaling factor.</param>
+    /// <param name="labels">int64 [N] class labels in [0, NumLabels).</param>
+    /// <param name="alphasCumprod">ᾱ_t for every training timestep (the scheduler's <c>alphas_cumprod</c>).</param>
+    /// <param name="options">How to train.</param>
+    /// <param name="labelDropout">Probability in [0, 1] that a label is replaced by the null label, which teaches
+    /// the unconditional model of classifier-free guidance (e.g. 0.1).</param>
+    /// <param name="progress">Receives a report after every step.</param>
+    /// <param name="cancel">Stops after the current step, with a checkpoint saved, by throwing
+    /// <see cref="OperationCanceledException"/>.</param>
+    /// <returns>The EMA of the weights, which the caller owns and disposes (copy it into the model with
+    /// <see cref="ExponentialMovingAverage.CopyTo"/>).</returns>
     public static ExponentialMovingAverage Train(ConditionedUNet model, Tensor latents, Tensor labels,
         IReadOnlyList<float> alphasCumprod, TrainingOptions options, double labelDropout,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)

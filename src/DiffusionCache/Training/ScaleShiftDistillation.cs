@@ -26,6 +26,21 @@ public delegate SamplingRequest DistillationRequests(Tensor indices, Generator g
 /// </summary>
 public static class ScaleShiftDistillation
 {
+    /// <summary>Trains <paramref name="adjustment"/> in place; the U-Net's parameters are frozen for the job and
+    /// unfrozen after it. Resumes from a checkpoint in <see cref="TrainingOptions.CheckpointDir"/>.</summary>
+    /// <param name="unet">The model, student and teacher both; its weights do not change.</param>
+    /// <param name="schedule">The cache schedule the student samples with (residual mode); its blocks are the ones
+    /// compared and its step count is every trajectory's.</param>
+    /// <param name="solver">The scheduler the trajectories step with (a fresh one per batch).</param>
+    /// <param name="adjustment">The scale-shift adjustment to train, for <paramref name="schedule"/>'s blocks.</param>
+    /// <param name="requests">Makes each batch's sampling request.</param>
+    /// <param name="datasetSize">How many distinct indices <paramref name="requests"/> is given (e.g.
+    /// conditions).</param>
+    /// <param name="options">How to train.</param>
+    /// <param name="progress">Receives a report after every step.</param>
+    /// <param name="cancel">Stops after the current step, with a checkpoint saved, by throwing
+    /// <see cref="OperationCanceledException"/>.</param>
+    /// <returns>The EMA of the adjustment's weights, which the caller owns and disposes.</returns>
     public static ExponentialMovingAverage Train(DiffusionUNet unet, CacheSchedule schedule, SchedulerConfig solver,
         ScaleShiftAdjustment adjustment, DistillationRequests requests, long datasetSize, TrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)

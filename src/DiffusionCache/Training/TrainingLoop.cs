@@ -25,6 +25,13 @@ public sealed class TrainingLoop
     private readonly TrainingOptions _options;
     private readonly long _datasetSize;
 
+    /// <summary>A loop over <paramref name="datasetSize"/> items. Throws <see cref="DiffusionCacheException"/> when
+    /// <paramref name="options"/> are invalid (<see cref="TrainingOptions.Validate"/>) or the dataset is smaller than
+    /// one batch.</summary>
+    /// <param name="model">The model to train in place: its parameters with <c>requires_grad</c> are optimized, all
+    /// of them are averaged and checkpointed.</param>
+    /// <param name="datasetSize">Number of items; the loss functions get indices in [0, datasetSize).</param>
+    /// <param name="options">How to train.</param>
     public TrainingLoop(nn.Module model, long datasetSize, TrainingOptions options)
     {
         options.Validate();
@@ -34,7 +41,10 @@ public sealed class TrainingLoop
         _options = options;
     }
 
+    /// <summary>Optimizer steps per epoch: dataset size / batch size, rounded down.</summary>
     public long StepsPerEpoch => _datasetSize / _options.BatchSize;
+    /// <summary>The CSV log, <c>{CheckpointDir}/log.csv</c>: <c>step,epoch,loss,lr,elapsed_s</c>, one line per step
+    /// (lines after the checkpoint are dropped on resume).</summary>
     public string LogPath => Path.Combine(_options.CheckpointDir, "log.csv");
 
     /// <summary>Trains until <see cref="TrainingOptions.TotalSteps"/> or cancellation (after saving a checkpoint).

@@ -15,10 +15,19 @@ public enum LdmFamily
 
 /// <summary>A single-file checkpoint that is not one we can read: unknown or unsupported family, keys without a place
 /// in the model. <see cref="Keys"/> are the file keys at fault (a few of them where there are many).</summary>
+/// <param name="filePath">The checkpoint file (or what the caller of <see cref="LdmCheckpoint.DetectFamily"/> calls
+/// it).</param>
+/// <param name="problem">What is wrong, for the message after the file name.</param>
+/// <param name="keys">The file keys at fault, if the problem is about particular keys.</param>
 public sealed class LdmCheckpointException(string filePath, string problem, IReadOnlyList<string>? keys = null)
     : DiffusionCacheException($"{filePath}: {problem}")
 {
+    /// <summary>The checkpoint file the problem is in, as it was named when opened (from
+    /// <see cref="LdmCheckpoint.DetectFamily"/>, the description it was given).</summary>
     public string FilePath { get; } = filePath;
+
+    /// <summary>The file keys at fault (unmatched, unplaceable or clashing keys); empty when the problem is not about
+    /// particular keys (e.g. an SDXL checkpoint).</summary>
     public IReadOnlyList<string> Keys { get; } = keys ?? [];
 }
 
@@ -53,7 +62,10 @@ public sealed class LdmCheckpoint : IDisposable
 
     private readonly SafetensorsFile _file;
 
+    /// <summary>The safetensors file, as the path given to <see cref="Open"/>.</summary>
     public string FilePath => _file.FilePath;
+
+    /// <summary>The Stable Diffusion generation, told by the text encoder's keys when the file was opened.</summary>
     public LdmFamily Family { get; }
     /// <summary>Every key of the file.</summary>
     public IReadOnlyList<string> Keys { get; }
@@ -206,6 +218,7 @@ public sealed class LdmCheckpoint : IDisposable
     public static string TextPrefix(LdmFamily family) =>
         family == LdmFamily.StableDiffusion1 ? LdmKeyMap.ClipPrefix : LdmKeyMap.OpenClipPrefix;
 
+    /// <summary>The family's name for messages: "Stable Diffusion 1.x" or "Stable Diffusion 2.x".</summary>
     public static string Name(LdmFamily family) => family == LdmFamily.StableDiffusion1 ? "Stable Diffusion 1.x" : "Stable Diffusion 2.x";
 
     private static string Count(int n, string what) => n == 1 ? $"1 {what}" : $"{n} {what}s";
@@ -214,6 +227,7 @@ public sealed class LdmCheckpoint : IDisposable
     internal static string Few(IReadOnlyList<string> keys, int few = 5) =>
         string.Join(", ", keys.Take(few).Select(k => $"'{k}'")) + (keys.Count > few ? $", ... ({keys.Count - few} more)" : "");
 
+    /// <summary>Closes the file; the <see cref="LdmTensorSource"/>s made from it can no longer load tensors.</summary>
     public void Dispose() => _file.Dispose();
 }
 
@@ -235,19 +249,35 @@ public sealed class LdmTensorSource : IRenamedTensorSource
         Names = views.Keys.Order(StringComparer.Ordinal).ToArray();
     }
 
+    /// <summary>The diffusers component: <c>unet</c>, <c>vae</c> or <c>text_encoder</c>.</summary>
     public string Component => _map.Component;
+
+    /// <summary>The checkpoint file with the component in parentheses, e.g. <c>sd15.safetensors (unet)</c>.</summary>
     public string Description => $"{_checkpoint.FilePath} ({_map.Component})";
+
+    /// <summary>The diffusers/transformers name of every tensor the file supplies for this component, in ordinal
+    /// order.</summary>
     public IReadOnlyCollection<string> Names { get; }
 
     /// <summary>Every tensor with the file key it comes from and how.</summary>
     public IEnumerable<(string Name, string FileKey, LdmChange Change)> Mapping =>
         Names.Select(n => (n, _views[n].FileKey, _views[n].Change));
 
+    /// <summary>The stored bytes of the tensor <paramref name="name"/> in the diffusers shape (a 1x1 convolution
+    /// read as a linear weight, one third of a fused q/k/v); throws <see cref="DiffusionCacheException"/> for a name
+    /// the component does not have.</summary>
     public SafetensorsEntry Entry(string name) => Find(name).Entry;
 
+    /// <summary>Reads only the bytes of the tensor <paramref name="name"/> from the file into a new tensor that the
+    /// caller owns; throws <see cref="DiffusionCacheException"/> for a name the component does not have.</summary>
+    /// <param name="name">A diffusers/transformers name, one of <see cref="Names"/>.</param>
+    /// <param name="dtype">The type to convert to; null keeps the stored type.</param>
+    /// <param name="device">The device to move to; null leaves the tensor on the CPU.</param>
     public Tensor Load(string name, ScalarType? dtype = null, Device? device = null) =>
         _checkpoint.Load(Find(name).Entry, dtype, device);
 
+    /// <summary>The file key that holds <paramref name="name"/>; for a tensor the file lacks, the key the key map
+    /// says would hold it (null when none would).</summary>
     public string? FileKey(string name) => _views.TryGetValue(name, out var view) ? view.FileKey : _map.FileKey(name);
 
     private View Find(string name) =>

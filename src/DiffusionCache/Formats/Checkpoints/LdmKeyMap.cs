@@ -29,9 +29,14 @@ public readonly record struct LdmTarget(string Name, LdmChange Change = LdmChang
 /// </summary>
 public sealed class LdmKeyMap
 {
+    /// <summary>What the U-Net's file keys start with.</summary>
     public const string UNetPrefix = "model.diffusion_model.";
+    /// <summary>What the VAE's file keys start with.</summary>
     public const string VaePrefix = "first_stage_model.";
+    /// <summary>What SD 1.x text encoder keys start with (CLIP ViT-L/14, transformers layout after the
+    /// prefix).</summary>
     public const string ClipPrefix = "cond_stage_model.transformer.";
+    /// <summary>What SD 2.x text encoder keys start with (OpenCLIP ViT-H/14 layout).</summary>
     public const string OpenClipPrefix = "cond_stage_model.model.";
 
     private readonly Dictionary<string, Rule> _byOriginal;

@@ -14,6 +14,8 @@ namespace DiffusionCache.Formats.Diffusers;
 /// </summary>
 public sealed class DiffusersWeights : ITensorSource, IDisposable
 {
+    /// <summary>The file stem of diffusers model weights (transformers models such as CLIPTextModel use
+    /// <c>model</c>).</summary>
     public const string DefaultStem = "diffusion_pytorch_model";
 
     /// <summary>Far above any real index (a few MB for the largest models); refuses absurd input before parsing.</summary>
@@ -24,6 +26,7 @@ public sealed class DiffusersWeights : ITensorSource, IDisposable
 
     /// <summary>The model folder, as a full path.</summary>
     public string ModelDir { get; }
+    /// <summary>The weights variant in the file names (e.g. <c>fp16</c>); null for the default weights.</summary>
     public string? Variant { get; }
     /// <summary>The index file of a sharded checkpoint; null for a single file.</summary>
     public string? IndexPath { get; }
@@ -34,6 +37,7 @@ public sealed class DiffusersWeights : ITensorSource, IDisposable
     /// <summary>Bytes of all tensors as stored.</summary>
     public long TotalBytes { get; }
 
+    /// <summary>The index file of a sharded checkpoint, otherwise the single safetensors file.</summary>
     public string Description => IndexPath ?? (FilePaths.Count == 1 ? FilePaths[0] : ModelDir);
 
     private DiffusersWeights(string modelDir, string? variant, string? indexPath, IReadOnlyList<SafetensorsFile> files,
@@ -191,8 +195,11 @@ public sealed class DiffusersWeights : ITensorSource, IDisposable
         return full;
     }
 
+    /// <summary>Whether any of the files holds a tensor named <paramref name="name"/>.</summary>
     public bool Contains(string name) => _fileOf.ContainsKey(name);
 
+    /// <summary>Where the tensor <paramref name="name"/> lies in its file, without reading it; throws
+    /// <see cref="DiffusionCacheException"/> when no file holds it.</summary>
     public SafetensorsEntry Entry(string name) => FileOf(name).Entry(name);
 
     /// <summary>The safetensors file holding <paramref name="name"/>.</summary>
@@ -207,6 +214,7 @@ public sealed class DiffusersWeights : ITensorSource, IDisposable
         _fileOf.TryGetValue(name, out var file) ? file
             : throw new DiffusionCacheException($"{ModelDir}: no weight named '{name}'");
 
+    /// <summary>Closes every file. Tensors already loaded stay valid.</summary>
     public void Dispose()
     {
         foreach (var file in _files) file.Dispose();

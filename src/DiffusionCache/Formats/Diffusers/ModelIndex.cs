@@ -4,8 +4,15 @@ namespace DiffusionCache.Formats.Diffusers;
 
 /// <summary>One component entry of <c>model_index.json</c>: <c>["diffusers", "UNet2DConditionModel"]</c>; both are
 /// null for a component the pipeline was saved without (<c>[null, null]</c>).</summary>
+/// <param name="Name">The component's key in <c>model_index.json</c>, which is also its subfolder (e.g.
+/// <c>unet</c>).</param>
+/// <param name="Library">The library that defines its class (<c>diffusers</c>, <c>transformers</c>); null when
+/// absent.</param>
+/// <param name="ClassName">Its class (e.g. <c>UNet2DConditionModel</c>, <c>CLIPTextModel</c>); null when
+/// absent.</param>
 public sealed record PipelineComponent(string Name, string? Library, string? ClassName)
 {
+    /// <summary>Whether the pipeline was saved with this component (its class is named).</summary>
     public bool IsPresent => ClassName is not null;
 }
 
@@ -15,10 +22,17 @@ public sealed record PipelineComponent(string Name, string? Library, string? Cla
 /// </summary>
 public sealed class ModelIndex
 {
+    /// <summary>The index's file name in a pipeline folder.</summary>
     public const string FileName = "model_index.json";
 
+    /// <summary>The pipeline folder, as given to <see cref="Load"/>.</summary>
     public string Folder { get; }
+
+    /// <summary>The pipeline class, <c>_class_name</c> (e.g. <c>StableDiffusionPipeline</c>).</summary>
     public string ClassName { get; }
+
+    /// <summary>Every <c>[library, class]</c> entry by component name, absent ones (<c>[null, null]</c>)
+    /// included.</summary>
     public IReadOnlyDictionary<string, PipelineComponent> Components { get; }
     private readonly Dictionary<string, JsonElement> _settings;
 
@@ -30,8 +44,12 @@ public sealed class ModelIndex
         _settings = settings;
     }
 
+    /// <summary>Whether <paramref name="folder"/> holds a <c>model_index.json</c> (is a diffusers pipeline
+    /// folder).</summary>
     public static bool Exists(string folder) => File.Exists(Path.Combine(folder, FileName));
 
+    /// <summary>Reads <paramref name="folder"/>'s <c>model_index.json</c>. Throws <see cref="DiffusionCacheException"/>
+    /// when the folder or the file is missing, the file is not a JSON object or it lacks <c>_class_name</c>.</summary>
     public static ModelIndex Load(string folder)
     {
         if (!Directory.Exists(folder)) throw new DiffusionCacheException($"{folder}: folder not found");
@@ -82,6 +100,8 @@ public sealed class ModelIndex
         return dir;
     }
 
+    /// <summary>A boolean pipeline setting (e.g. <c>force_zeros_for_empty_prompt</c>); <paramref name="fallback"/>
+    /// when it is absent or not a boolean.</summary>
     public bool Bool(string setting, bool fallback) =>
         _settings.TryGetValue(setting, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : fallback;
 }

@@ -7,6 +7,14 @@ namespace DiffusionCache.Formats.Diffusers;
 /// checkpoints ship them, optionally removing the float32 file: halves the size of a shipped model.</summary>
 public static class VariantConverter
 {
+    /// <summary>Writes <c>{stem}.fp16.safetensors</c> (replacing any) beside the float32 file in
+    /// <paramref name="componentDir"/>: floating-point tensors as float16, others as stored. All tensors are held in
+    /// memory at once. Throws <see cref="DiffusionCacheException"/> for a folder without the single float32 file or
+    /// with a sharded checkpoint.</summary>
+    /// <param name="componentDir">A component folder such as <c>unet/</c>.</param>
+    /// <param name="keepFloat32">False deletes the float32 file once the float16 one is written.</param>
+    /// <param name="stem">The weights' file stem (<c>model</c> for a transformers text encoder).</param>
+    /// <returns>The sizes in bytes of the float32 file and of the float16 file written.</returns>
     public static (long BytesBefore, long BytesAfter) ToFp16(string componentDir, bool keepFloat32, string stem = DiffusersWeights.DefaultStem)
     {
         using var weights = DiffusersWeights.Open(componentDir, null, stem);

@@ -14,6 +14,9 @@ namespace DiffusionCache.Formats.Images;
 /// </summary>
 public static class PngImage
 {
+    /// <summary>Writes <paramref name="image"/> as an 8-bit PNG file, atomically (see
+    /// <see cref="AtomicFile"/>).</summary>
+    /// <param name="path">The PNG file to create or replace; its folder is created if missing.</param>
     /// <param name="image">[C, H, W] (C = 1 or 3) in [-1, 1].</param>
     /// <param name="text">keyword → text; Latin-1 text goes in tEXt, anything else in an uncompressed UTF-8 iTXt.</param>
     public static void Write(string path, Tensor image, IReadOnlyDictionary<string, string>? text = null)
@@ -22,6 +25,12 @@ public static class PngImage
         AtomicFile.Write(path, s => s.Write(png));
     }
 
+    /// <summary>Encodes <paramref name="image"/> as the bytes of an 8-bit grayscale or RGB PNG: values are clamped to
+    /// [-1, 1] and mapped to 0..255. Throws <see cref="DiffusionCacheException"/> for another shape and
+    /// <see cref="ArgumentException"/> for a keyword that is not 1-79 printable ASCII characters.</summary>
+    /// <param name="image">[C, H, W] (C = 1 or 3) in [-1, 1], any type or device; not modified.</param>
+    /// <param name="text">keyword → text; Latin-1 text goes in tEXt, anything else in an uncompressed UTF-8
+    /// iTXt.</param>
     public static byte[] Encode(Tensor image, IReadOnlyDictionary<string, string>? text = null)
     {
         if (image.dim() != 3 || image.shape[0] is not (1 or 3))

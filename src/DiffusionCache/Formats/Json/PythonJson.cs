@@ -16,8 +16,12 @@ public static class PythonJson
     private static readonly (byte[] Token, byte[] Replacement)[] NonFinite =
         [.. new[] { "-Infinity", "Infinity", "NaN" }.Select(t => (Encoding.ASCII.GetBytes(t), Encoding.ASCII.GetBytes($"\"{t}\"")))];
 
+    /// <summary>Parses UTF-8 JSON that may hold Python's bare <c>Infinity</c>, <c>-Infinity</c> and <c>NaN</c>, which
+    /// become strings. The caller disposes the document. Throws <see cref="JsonException"/> for anything else that is
+    /// not JSON.</summary>
     public static JsonDocument Parse(ReadOnlySpan<byte> utf8) => JsonDocument.Parse(Rewrite(utf8));
 
+    /// <inheritdoc cref="Parse(ReadOnlySpan{byte})"/>
     public static JsonDocument Parse(string text) => Parse(Encoding.UTF8.GetBytes(text));
 
     /// <summary>Reads a JSON number, or one of the strings <c>"Infinity"</c>, <c>"-Infinity"</c>, <c>"NaN"</c>.</summary>

@@ -5,9 +5,17 @@ using TorchSharp;
 namespace DiffusionCache.Formats.Safetensors;
 
 /// <summary>Where one tensor lies in a safetensors file. Offsets are relative to the start of the data section.</summary>
+/// <param name="Name">The tensor's name (for a renamed view, the name it is served under).</param>
+/// <param name="DType">The stored element type.</param>
+/// <param name="Shape">The dimensions; empty for a scalar. Do not modify: the array is shared.</param>
+/// <param name="Begin">Offset of the first byte in the data section.</param>
+/// <param name="End">Offset just past the last byte (exclusive).</param>
 public sealed record SafetensorsEntry(string Name, SafetensorsDType DType, long[] Shape, long Begin, long End)
 {
+    /// <summary>Bytes of data: <see cref="End"/> - <see cref="Begin"/>.</summary>
     public long ByteLength => End - Begin;
+
+    /// <summary>Number of elements: the product of <see cref="Shape"/> (1 for a scalar).</summary>
     public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
 }
 
@@ -26,10 +34,16 @@ public sealed class SafetensorsFile : IDisposable
     private readonly SafeFileHandle _handle;
     private readonly Dictionary<string, SafetensorsEntry> _entries;
 
+    /// <summary>The file, as the path given to <see cref="Open"/>.</summary>
     public string FilePath { get; }
+
+    /// <summary>The header's <c>__metadata__</c> string pairs (e.g. <c>format</c> = <c>pt</c>); empty when there
+    /// are none.</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
     /// <summary>Tensors in the order of their data offsets.</summary>
     public IReadOnlyList<SafetensorsEntry> Entries { get; }
+    /// <summary>Offset of the data section from the start of the file: 8 + the header length. Entry offsets are
+    /// relative to it.</summary>
     public long DataStart { get; }
 
     private SafetensorsFile(string path, SafeFileHandle handle, long dataStart,
@@ -43,6 +57,9 @@ public sealed class SafetensorsFile : IDisposable
         Entries = entries.Values.OrderBy(e => e.Begin).ThenBy(e => e.End).ToArray();
     }
 
+    /// <summary>Opens <paramref name="path"/> for reading and validates its whole header (types, shapes, offsets that
+    /// tile the data section exactly). The file stays open, shared for reading, until disposed. Throws
+    /// <see cref="SafetensorsException"/> for a missing, unreadable, truncated or malformed file.</summary>
     public static SafetensorsFile Open(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -80,8 +97,11 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>Whether the file holds a tensor named <paramref name="name"/> (ordinal comparison).</summary>
     public bool Contains(string name) => _entries.ContainsKey(name);
 
+    /// <summary>Where the tensor <paramref name="name"/> lies, without reading it; throws
+    /// <see cref="SafetensorsException"/> when the file has no such tensor.</summary>
     public SafetensorsEntry Entry(string name) =>
         _entries.TryGetValue(name, out var e) ? e : throw new SafetensorsException(FilePath, name, "no such tensor in the file");
 
@@ -160,5 +180,6 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>Closes the file. Tensors already loaded stay valid; later loads fail.</summary>
     public void Dispose() => _handle.Dispose();
 }
