@@ -33,8 +33,12 @@ public static class SafetensorsDTypes
     /// <summary>Reads the <c>dtype</c> code of a header entry, case-sensitive as the format spells it
     /// (<c>"F16"</c>, <c>"BF16"</c>, ...); false for a code this library does not read (e.g. <c>F8_E4M3</c>,
     /// <c>U16</c>).</summary>
-    public static bool TryParse(string code, out SafetensorsDType dtype) =>
-        Enum.TryParse(code, ignoreCase: false, out dtype) && Enum.IsDefined(dtype);
+    public static bool TryParse(string code, out SafetensorsDType dtype)
+    {
+        // Names only: Enum.TryParse alone also takes numbers ("1") and comma lists ("F32, F16"), which no writer emits.
+        dtype = default;
+        return Array.IndexOf(Enum.GetNames<SafetensorsDType>(), code) >= 0 && Enum.TryParse(code, ignoreCase: false, out dtype);
+    }
 
     /// <summary>Bytes per element: 8, 4, 2 or 1.</summary>
     public static int ByteSize(this SafetensorsDType dtype) => dtype switch

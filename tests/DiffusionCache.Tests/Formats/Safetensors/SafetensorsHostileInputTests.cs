@@ -54,6 +54,8 @@ public class SafetensorsHostileInputTests
         ["unknown dtype"] = (Build("{" + Tensor("a", "F8_E4M3", "[2]", 0, 2) + "}", 2), "a"),
         ["dtype not a string"] = (Build("{\"a\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4), "a"),
         ["dtype missing"] = (Build("{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4), "a"),
+        ["dtype a number"] = (Build("{" + Tensor("a", "1", "[1]", 0, 4) + "}", 4), "a"),
+        ["dtype a comma list"] = (Build("{" + Tensor("a", "F32, F16", "[1]", 0, 4) + "}", 4), "a"),
         ["dtype lower case"] = (Build("{" + Tensor("a", "f32", "[1]", 0, 4) + "}", 4), "a"),
         ["field given twice"] = (Build("{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4), "a"),
         ["shape missing"] = (Build("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4), "a"),
