@@ -79,9 +79,9 @@ internal static class BenchDtypeCommand
 
             foreach (var dtype in types)
                 subjects.Add(model == "fashion" ? new ClassConditional(folder, dtype, steps, cancel) : new TextToImageSubject(folder, dtype, steps, size ?? 256, cancel));
-            foreach (var s in subjects) s.Sample(-1, new StepTimes()).Dispose();   // warm-up: one-time costs off the clock
+            foreach (var s in subjects) s.Sample(-1, new BenchPipelineCommand.StepTimer()).Dispose();   // warm-up: one-time costs off the clock
 
-            var stepTimes = types.Select(_ => new StepTimes()).ToArray();
+            var stepTimes = types.Select(_ => new BenchPipelineCommand.StepTimer()).ToArray();
             var imageSeconds = types.Select(_ => new List<double>()).ToArray();
             var psnr = types.Select(_ => new List<double>()).ToArray();
             var cpu = new CpuShare();
@@ -187,13 +187,5 @@ internal static class BenchDtypeCommand
         }
 
         public void Dispose() => _pipeline.Dispose();
-    }
-
-    private sealed class StepTimes : IStepObserver
-    {
-        private readonly Stopwatch _clock = new();
-        public List<double> Seconds { get; } = [];
-        public void BeginStep(StepInfo step) => _clock.Restart();
-        public void EndStep(StepInfo step, Tensor latents) => Seconds.Add(_clock.Elapsed.TotalSeconds);
     }
 }

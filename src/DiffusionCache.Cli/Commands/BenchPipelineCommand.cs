@@ -169,7 +169,8 @@ internal static class BenchPipelineCommand
         }));
     }
 
-    private sealed class StepTimer : IStepObserver
+    /// <summary>The wall time of each denoising step (bench-pipeline, bench-dtype).</summary>
+    internal sealed class StepTimer : IStepObserver
     {
         private readonly Stopwatch _clock = new();
         public List<double> Seconds { get; } = [];
