@@ -12,6 +12,7 @@ namespace DiffusionCache.Runtime;
 /// they compute wrong values — a 3×3 convolution with 24 input channels and batch 2 differs from the same
 /// convolution run per sample by 0.4, and it corrupts neighbouring memory. Capping oneDNN at AVX2 gives exact results.
 /// So on AMD processors with AVX-512 we set <c>DNNL_MAX_CPU_ISA=AVX2</c> unless the user has set it.
+/// It also turns NNPACK off (see <see cref="DisableNnpack"/>).
 /// </summary>
 public static class NativeRuntime
 {
@@ -40,7 +41,55 @@ public static class NativeRuntime
             Decision = $"{IsaVariable}=AVX2 (AMD processor with AVX-512: oneDNN's AVX-512 convolutions compute wrong values there)";
         }
         else Decision = "oneDNN left at its own choice";
+        DisableNnpack();
     }
+
+    /// <summary>
+    /// libtorch probes NNPACK for some CPU convolutions and, on processors NNPACK does not support (this project's
+    /// EPYC machines), prints "Could not initialize NNPACK! Reason: Unsupported hardware." every time; oneDNN or the
+    /// native kernels serve those convolutions either way. Python's <c>torch.backends.nnpack.set_flags(False)</c> is
+    /// <c>at::globalContext().setUserEnabledNNPACK(false)</c>, which TorchSharp does not bind, so we call it by its
+    /// Itanium-mangled name (Linux builds of libtorch); where that fails nothing changes but the noise.
+    /// </summary>
+    private static void DisableNnpack()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        try
+        {
+            SetUserEnabledNnpack(GlobalContext(), false);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        {
+        }
+    }
+
+    /// <summary>Whether libtorch may use NNPACK (false once <see cref="Configure"/> ran on Linux); null where it
+    /// cannot be asked.</summary>
+    public static bool? NnpackEnabled()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            return UserEnabledNnpack(GlobalContext());
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        {
+            return null;
+        }
+    }
+
+    [DllImport("libtorch_cpu", EntryPoint = "_ZN2at13globalContextEv")]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.AssemblyDirectory | DllImportSearchPath.SafeDirectories)]
+    private static extern IntPtr GlobalContext();
+
+    [DllImport("libtorch_cpu", EntryPoint = "_ZN2at7Context20setUserEnabledNNPACKEb")]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.AssemblyDirectory | DllImportSearchPath.SafeDirectories)]
+    private static extern void SetUserEnabledNnpack(IntPtr context, [MarshalAs(UnmanagedType.U1)] bool enabled);
+
+    [DllImport("libtorch_cpu", EntryPoint = "_ZNK2at7Context17userEnabledNNPACKEv")]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.AssemblyDirectory | DllImportSearchPath.SafeDirectories)]
+    [return: MarshalAs(UnmanagedType.U1)]
+    private static extern bool UserEnabledNnpack(IntPtr context);
 
     private static bool NeedsIsaCap() => X86Base.IsSupported && Avx512F.IsSupported && Vendor() == "AuthenticAMD";
 

@@ -25,4 +25,14 @@ public sealed class NativeRuntimeTests
         var single = cat([conv.call(x[0..1]), conv.call(x[1..2])]);
         Assert.True((batched - single).abs().max().item<float>() < 1e-4f, NativeRuntime.Decision);
     }
+
+    /// <summary>NNPACK is off once the runtime is configured, so libtorch never prints its "Unsupported hardware"
+    /// warning (Linux, where the switch can be reached).</summary>
+    [Fact]
+    public void NnpackIsOff()
+    {
+        NativeRuntime.Configure();
+        using var x = zeros(1);   // libtorch is loaded and usable
+        Assert.Equal(OperatingSystem.IsLinux() ? false : null, NativeRuntime.NnpackEnabled());
+    }
 }
