@@ -123,7 +123,7 @@ public sealed class DeepCachePolicy : ICachePolicy
     {
         ArgumentNullException.ThrowIfNull(call);
         ArgumentNullException.ThrowIfNull(compute);
-        if (!_inGeneration) return compute();   // used outside a sampling loop: plain forward pass
+        if (!_inGeneration || call.Kind == BlockKind.Model) return compute();   // outside sampling; the whole call
         var site = Plan.Find(call.Site) ?? throw new DiffusionCacheException(
             $"{Name}: call site {call.Path} is not part of the model this policy was planned for");
 

@@ -26,4 +26,7 @@ public enum BlockKind
     /// <summary>A whole up block: consumes its skip tensors from the end of the down path; output is the hidden
     /// state.</summary>
     UpBlock,
+    /// <summary>The whole denoiser call (path <c>unet</c>): input the sample, output the prediction. Step-level
+    /// policies answer here; every other site is nested inside it.</summary>
+    Model,
 }

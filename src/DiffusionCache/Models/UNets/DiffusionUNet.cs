@@ -17,7 +17,16 @@ public abstract class DiffusionUNet : nn.Module
 
     /// <summary>Creates the module; the derived class builds and registers its submodules and call sites.</summary>
     /// <param name="name">The TorchSharp module name (the derived class's name).</param>
-    protected DiffusionUNet(string name) : base(name) { }
+    protected DiffusionUNet(string name) : base(name)
+    {
+        ModelSite = Seam.Register(ModelPath, BlockKind.Model);
+    }
+
+    /// <summary>Seam path of the whole denoiser call (diffusers' pipeline component name).</summary>
+    public const string ModelPath = "unet";
+
+    /// <summary>The site of the whole denoiser call: registered first, every block call happens inside it.</summary>
+    public BlockSite ModelSite { get; }
 
     /// <summary>Every addressable block call goes through this seam (see <see cref="BlockSeam"/>).</summary>
     public BlockSeam Seam { get; } = new();
@@ -76,7 +85,10 @@ public abstract class DiffusionUNet : nn.Module
     /// The forward pass both families share: time (+ class) embedding, conv_in, down blocks collecting skips, the
     /// mid block, up blocks consuming them from the end, GroupNorm-SiLU-conv_out. Every block goes through the seam.
     /// </summary>
-    protected Tensor Denoise(UNetParts p, UNetInput input, Tensor? context)
+    protected Tensor Denoise(UNetParts p, UNetInput input, Tensor? context) =>
+        Seam.Run(new BlockCall(ModelSite, input.Sample), () => DenoiseBlocks(p, input, context)).Hidden;
+
+    private Tensor DenoiseBlocks(UNetParts p, UNetInput input, Tensor? context)
     {
         var sample = input.Sample;
         if (p.ClassEmbedding is null && input.ClassLabels is not null)
