@@ -1,4 +1,5 @@
 using System.Globalization;
+using DiffusionCache.Caching.Forecasting;
 using DiffusionCache.Models.Seam;
 using DiffusionCache.Models.UNets;
 using DiffusionCache.Pipelines;
@@ -29,7 +30,7 @@ public enum BlockCacheMode
 public sealed class BlockCachePolicy : ICachePolicy
 {
     private readonly Dictionary<string, int> _index;
-    private readonly Tensor?[] _cache;
+    private readonly TaylorForecast[] _cache;
     private int _step = -1;
     private double _timestep;
     private IReadOnlyList<double> _timesteps = [];
@@ -45,10 +46,12 @@ public sealed class BlockCachePolicy : ICachePolicy
     /// <param name="mode">What the caches store and answer with.</param>
     /// <param name="adjustment">Scale-shift adjustment (Sec. 3.4) for reused values, or null for plain caching;
     /// validated against <paramref name="schedule"/>.</param>
+    /// <param name="forecastOrder">0: reuse the stored value (the paper's method); 1, 2: extrapolate it over the
+    /// timesteps from the block's last computed values (<see cref="TaylorForecast"/>; memory × order + 1).</param>
     /// <exception cref="DiffusionCacheException">The schedule or adjustment does not fit the model or solver.
     /// </exception>
     public BlockCachePolicy(DiffusionUNet unet, CacheSchedule schedule, string solver, BlockCacheMode mode = BlockCacheMode.Residual,
-        ScaleShiftAdjustment? adjustment = null)
+        ScaleShiftAdjustment? adjustment = null, int forecastOrder = 0)
     {
         ArgumentNullException.ThrowIfNull(schedule);
         schedule.Validate(unet, solver, schedule.NumInferenceSteps);
@@ -57,7 +60,8 @@ public sealed class BlockCachePolicy : ICachePolicy
         Mode = mode;
         Adjustment = adjustment;
         _index = schedule.Blocks.Select((path, i) => (path, i)).ToDictionary(p => p.path, p => p.i, StringComparer.Ordinal);
-        _cache = new Tensor?[schedule.Blocks.Count];
+        _cache = [.. schedule.Blocks.Select(_ => new TaylorForecast(forecastOrder))];
+        ForecastOrder = forecastOrder;
     }
 
     /// <summary>When each cached block computes; blocks it does not list always run.</summary>
@@ -66,6 +70,8 @@ public sealed class BlockCachePolicy : ICachePolicy
     public BlockCacheMode Mode { get; }
     /// <summary>The scale-shift adjustment applied to reused values; null for plain caching.</summary>
     public ScaleShiftAdjustment? Adjustment { get; }
+    /// <summary>0: reuse; 1, 2: forecast (see the constructor).</summary>
+    public int ForecastOrder { get; }
     /// <inheritdoc />
     /// <remarks>Counts are per scheduled block path; other blocks are not tracked.</remarks>
     public CacheStatistics Statistics { get; } = new();
@@ -74,10 +80,11 @@ public sealed class BlockCachePolicy : ICachePolicy
     /// <remarks>E.g. "BlockCache transformer2d δ=0.1 residual + scale-shift".</remarks>
     public string Name => $"BlockCache {Schedule.Targets}" +
         (Schedule.Delta is double d ? $" δ={d.ToString("G4", CultureInfo.InvariantCulture)}" : "") +
-        $" {Mode.ToString().ToLowerInvariant()}" + (Adjustment is null ? "" : " + scale-shift");
+        $" {Mode.ToString().ToLowerInvariant()}" + (Adjustment is null ? "" : " + scale-shift") +
+        (ForecastOrder > 0 ? $" taylor{ForecastOrder}" : "");
 
     /// <summary>Bytes the caches hold now.</summary>
-    public long CacheBytes => _cache.Sum(t => t is null ? 0 : t.numel() * t.ElementSize);
+    public long CacheBytes => _cache.Sum(t => t.Bytes);
 
     /// <summary>Starts a generation with empty caches.</summary>
     /// <param name="request">The generation about to run; its step count must be the schedule's
@@ -126,10 +133,11 @@ public sealed class BlockCachePolicy : ICachePolicy
             Statistics.Computed(call.Path);
             return output;
         }
-        var cached = _cache[i] ?? throw new DiffusionCacheException(
+        if (_cache[i].IsEmpty) throw new DiffusionCacheException(
             $"{call.Path}: cannot reuse at step {_step}, its cache is empty (the block has not computed in this " +
             "generation; step 0 must compute)");
-        Statistics.Reused(call.Path);
+        if (ForecastOrder > 0) Statistics.Forecast(call.Path); else Statistics.Reused(call.Path);
+        using var cached = _cache[i].Predict(_timestep);
         var answer = Adjustment is null ? cached.alias() : Adjusted(call.Path, cached);
         if (Mode == BlockCacheMode.Output) return answer;
         using (answer)
@@ -157,16 +165,14 @@ public sealed class BlockCachePolicy : ICachePolicy
         using (var scope = NewDisposeScope())
         {
             // Detached: under a distillation's gradient tape the cache must not hold this step's graph.
-            if (Mode == BlockCacheMode.Output) fresh = output.detach().clone();
+            if (Mode == BlockCacheMode.Output) fresh = output.detach();   // the history keeps its own copy
             else
             {
                 using var pass = call.PassThrough!(call.Input);
                 fresh = (output - pass).detach();
             }
-            fresh.DetachFromDisposeScope();
+            _cache[i].Record(_timestep, fresh);
         }
-        _cache[i]?.Dispose();
-        _cache[i] = fresh;
         Statistics.ObserveCacheBytes(CacheBytes);
     }
 
@@ -181,11 +187,7 @@ public sealed class BlockCachePolicy : ICachePolicy
     {
         _table?.Dispose();
         _table = null;
-        for (int i = 0; i < _cache.Length; i++)
-        {
-            _cache[i]?.Dispose();
-            _cache[i] = null;
-        }
+        foreach (var history in _cache) history.Clear();
     }
 
     /// <summary>Frees the caches' tensors. The policy stays usable: a later generation starts with empty caches.
