@@ -1,3 +1,4 @@
+using DiffusionCache.Caching.Forecasting;
 using DiffusionCache.Models.Seam;
 using DiffusionCache.Models.UNets;
 using DiffusionCache.Pipelines;
@@ -22,6 +23,7 @@ public sealed class DeepCachePolicy : ICachePolicy
     private DeepCacheStepSelection? _selection;
     private bool _inGeneration, _full, _store, _disposed;
     private int _stepCount;
+    private double _timestep;
     private List<string> _reused = [], _computed = [];
 
     /// <summary>Which steps are full (DeepCache's <c>cache_interval</c>, <c>uniform</c>, <c>center</c>,
@@ -55,16 +57,25 @@ public sealed class DeepCachePolicy : ICachePolicy
     /// here, before any work.</param>
     /// <param name="schedule">Which steps run the whole U-Net; evaluated for each generation's step count.</param>
     /// <param name="branch">DeepCache's <c>cache_branch_id</c> k: level b = k / 3, layer l = k % 3.</param>
+    /// <param name="forecastOrder">0: partial steps reuse the last full step's features (the paper's method);
+    /// 1, 2: they extrapolate them over the timesteps from the last full steps (<see cref="TaylorForecast"/>;
+    /// memory × order + 1).</param>
     /// <exception cref="DiffusionCacheException">The model does not fit DeepCache or the branch does not exist in
-    /// it (see <see cref="DeepCachePlan.For(DiffusionUNet, int)"/>).</exception>
-    public DeepCachePolicy(DiffusionUNet unet, DeepCacheSchedule schedule, int branch)
+    /// it (see <see cref="DeepCachePlan.For(DiffusionUNet, int)"/>), or the order is not 0-2.</exception>
+    public DeepCachePolicy(DiffusionUNet unet, DeepCacheSchedule schedule, int branch, int forecastOrder = 0)
     {
         ArgumentNullException.ThrowIfNull(unet);
         ArgumentNullException.ThrowIfNull(schedule);
+        if (forecastOrder is < 0 or > TaylorForecast.MaxOrder)
+            throw new DiffusionCacheException($"DeepCache forecasting order {forecastOrder} is not supported: expected 0, 1 or 2");
         Schedule = schedule;
         Plan = DeepCachePlan.For(unet, branch);
-        Name = $"DeepCache {schedule} branch {branch}";
+        ForecastOrder = forecastOrder;
+        Name = $"DeepCache {schedule} branch {branch}" + (forecastOrder > 0 ? $" taylor{forecastOrder}" : "");
     }
+
+    /// <summary>0: reuse; 1, 2: forecast (see the constructor).</summary>
+    public int ForecastOrder { get; }
 
     /// <summary>Starts a generation: frees the cache, clears <see cref="Log"/> and selects the full steps for
     /// <paramref name="request"/>'s step count (<see cref="DeepCacheSchedule.Select"/>, which may throw
@@ -89,9 +100,11 @@ public sealed class DeepCachePolicy : ICachePolicy
     {
         if (!_inGeneration) return;
         _full = _selection!.IsFull(step.Index);
-        // A full step stores only what a following partial step will read.
+        _timestep = step.Timestep;
+        // A full step stores only what a following partial step will read; forecasting keeps every full step's
+        // features, since it extrapolates from several.
         int next = step.Index + 1;
-        _store = _full && next < _stepCount && !_selection.IsFull(next);
+        _store = _full && (ForecastOrder > 0 || (next < _stepCount && !_selection.IsFull(next)));
         if (_full && !_store) Free();
         _reused = [];
         _computed = [];
@@ -133,10 +146,10 @@ public sealed class DeepCachePolicy : ICachePolicy
                 $"{Name}: partial step needs {call.Path}, but no full step has stored it");
             foreach (var unit in site.Units)
             {
-                Statistics.Reused(unit);
+                if (ForecastOrder > 0) Statistics.Forecast(unit); else Statistics.Reused(unit);
                 _reused.Add(unit);
             }
-            return entry.Answer();
+            return entry.Answer(_timestep);
         }
 
         var output = compute();
@@ -148,13 +161,9 @@ public sealed class DeepCachePolicy : ICachePolicy
 
     private void Store(BlockSite site, BlockOutput output)
     {
-        if (_cache.Remove(site, out var old))
-        {
-            CacheBytes -= old.Bytes;
-            old.Dispose();
-        }
-        var entry = Entry.Keep(output);
-        _cache[site] = entry;
+        if (!_cache.TryGetValue(site, out var entry)) _cache[site] = entry = new Entry(output, ForecastOrder);
+        CacheBytes -= entry.Bytes;
+        entry.Record(_timestep, output);
         CacheBytes += entry.Bytes;
         Statistics.ObserveCacheBytes(CacheBytes);
     }
@@ -175,47 +184,41 @@ public sealed class DeepCachePolicy : ICachePolicy
         _disposed = true;
     }
 
-    /// <summary>A stored block output: own copies of the hidden state and skips (a skip that is the hidden state
-    /// itself shares its copy), outside every dispose scope.</summary>
+    /// <summary>What a full step stored for one site: its hidden state and its skip tensors (a skip that is the
+    /// hidden state itself is stored once), each as a forecasting history (order 0: the last value).</summary>
     private sealed class Entry : IDisposable
     {
-        private readonly Tensor _hidden;
-        private readonly Tensor[] _skips;
-        private readonly bool[] _skipIsHidden;
+        private readonly TaylorForecast _hidden;
+        private readonly TaylorForecast?[] _skips;   // null: this skip is the hidden state
 
-        public long Bytes { get; }
-
-        private Entry(Tensor hidden, Tensor[] skips, bool[] skipIsHidden, long bytes)
+        public Entry(BlockOutput output, int order)
         {
-            _hidden = hidden;
-            _skips = skips;
-            _skipIsHidden = skipIsHidden;
-            Bytes = bytes;
+            _hidden = new TaylorForecast(order);
+            _skips = [.. output.Skips.Select(s => ReferenceEquals(s, output.Hidden) ? null : new TaylorForecast(order))];
         }
 
-        public static Entry Keep(BlockOutput output)
+        public long Bytes => _hidden.Bytes + _skips.Sum(s => s?.Bytes ?? 0);
+
+        public void Record(double timestep, BlockOutput output)
         {
-            var hidden = output.Hidden.clone().DetachFromDisposeScope();
-            var isHidden = output.Skips.Select(s => ReferenceEquals(s, output.Hidden)).ToArray();
-            var skips = output.Skips.Select((s, i) => isHidden[i] ? hidden : s.clone().DetachFromDisposeScope()).ToArray();
-            long bytes = SizeOf(hidden) + skips.Where((_, i) => !isHidden[i]).Sum(SizeOf);
-            return new Entry(hidden, skips, isHidden, bytes);
+            if (output.Skips.Count != _skips.Length)
+                throw new DiffusionCacheException($"DeepCache: a block returned {output.Skips.Count} skips, earlier {_skips.Length}");
+            _hidden.Record(timestep, output.Hidden);
+            for (int i = 0; i < _skips.Length; i++) _skips[i]?.Record(timestep, output.Skips[i]);
         }
 
-        /// <summary>Fresh handles (in the caller's dispose scope) on the stored values.</summary>
-        public BlockOutput Answer()
+        /// <summary>The stored (or, order ≥ 1, extrapolated) output at <paramref name="timestep"/>, in the caller's
+        /// dispose scope.</summary>
+        public BlockOutput Answer(double timestep)
         {
-            var hidden = _hidden.alias();
-            return new BlockOutput(hidden, [.. _skips.Select((s, i) => _skipIsHidden[i] ? hidden : s.alias())]);
+            var hidden = _hidden.Predict(timestep);
+            return new BlockOutput(hidden, [.. _skips.Select(s => s is null ? hidden : s.Predict(timestep))]);
         }
-
-        private static long SizeOf(Tensor t) => t.numel() * t.element_size();
 
         public void Dispose()
         {
             _hidden.Dispose();
-            for (int i = 0; i < _skips.Length; i++)
-                if (!_skipIsHidden[i]) _skips[i].Dispose();
+            foreach (var s in _skips) s?.Dispose();
         }
     }
 }
