@@ -1,18 +1,18 @@
 using System.Globalization;
 using DiffusionCache.Caching;
+using DiffusionCache.Caching.Adaptive;
 using DiffusionCache.Caching.BlockCaching;
 using DiffusionCache.Caching.DeepCache;
 using DiffusionCache.Pipelines;
 
 namespace DiffusionCache.Cli.Commands;
 
-/// <summary>Turns a <c>--cache</c> argument into a policy factory for a pipeline, solver and step count, validating
-/// it before any work. "blockcache" uses the schedule the model ships for that solver and step count
-/// (<c>cache/schedule-{solver}-{steps}.json</c>); "blockcache:ss" adds the scale-shift adjustment shipped for it
-/// (<c>cache/scaleshift-{solver}-{steps}.safetensors</c>; not the default: on the embedded model it did not improve
-/// FID, see its model card). Without a schedule, "blockcache" falls back to no cache and says so.
-/// "deepcache[:N[:branch[:center:pow]]]" is DeepCache uniform 1:N (default N=3, branch 0), or non-uniform 1:N
-/// with a center step and power when those are given.</summary>
+/// <summary>Turns a <c>--cache</c> argument (<see cref="CacheSpec"/>'s grammar, <see cref="CacheSpec.Help"/>) into a
+/// policy factory for a pipeline, solver and step count, validating it before any work. "blockcache" uses the schedule
+/// the model ships for that solver and step count (<c>cache/schedule-{solver}-{steps}.json</c>); "blockcache:ss" adds
+/// the scale-shift adjustment shipped for it (<c>cache/scaleshift-{solver}-{steps}.safetensors</c>; not the default:
+/// on the embedded model it did not improve FID, see its model card). Without a schedule, "blockcache" falls back to
+/// no cache and says so. The adaptive policies (blockcache-online, ucache) need nothing shipped.</summary>
 internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : IDisposable
 {
     /// <summary>What the policies share and the choice owns (a loaded scale-shift adjustment).</summary>
@@ -20,19 +20,42 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
 
     public void Dispose() => Owned?.Dispose();
 
+    /// <param name="choice">The <c>--cache</c> text.</param>
+    /// <param name="pipeline">The pipeline whose U-Net the policy attaches to.</param>
     /// <param name="solver">a solver name, or null for the pipeline folder's own scheduler.</param>
+    /// <param name="steps">The step count of the generations.</param>
     public static CacheChoice Resolve(string choice, LatentDiffusionPipeline pipeline, string? solver, int steps)
     {
         string solverClass = pipeline.SolverClass(solver);
         solver ??= Schedulers.Solvers.NameOf(solverClass);
-        switch (choice)
+        var spec = CacheSpec.Parse(choice);
+        var unet = pipeline.UNet;
+        switch (spec.Method)
         {
-            case "none":
+            case CacheMethod.None:
                 return new("no cache", null);
-            case "deepcache":
-            case var _ when choice.StartsWith("deepcache:", StringComparison.Ordinal):
-                return DeepCache(choice, pipeline, steps);
-            case "blockcache":
+            case CacheMethod.DeepCache:
+                return DeepCache(spec, pipeline, steps);
+            case CacheMethod.BlockCacheOnline:
+            {
+                using (new OnlineBlockCachePolicy(unet, spec.Online!)) { }   // targets and knobs checked now
+                var options = spec.Online!;
+                return new($"Block Caching online (threshold {options.Threshold.ToString("G4", CultureInfo.InvariantCulture)}, " +
+                    $"{options.EffectiveTargets}{Forecast(spec)})", () => new OnlineBlockCachePolicy(unet, options));
+            }
+            case CacheMethod.UCache:
+            {
+                var options = spec.UCache!;
+                using (new StepCachePolicy(unet, options)) { }   // the model is checked now
+                return new($"ucache (threshold {options.Threshold.ToString("G4", CultureInfo.InvariantCulture)}, steps " +
+                    $"{options.Start:P0}-{options.End:P0}, probe {(options.Probe == StepProbe.Input ? "input" : "first-block")}{Forecast(spec)})",
+                    () => new StepCachePolicy(unet, options));
+            }
+            case CacheMethod.BlockCache when spec.ScheduleFile is { } file:
+                if (!File.Exists(file))
+                    throw new DiffusionCacheException($"--cache '{choice}': no such schedule file, and not a method ({CacheSpec.Help})");
+                return FromSchedule(file, pipeline, solverClass, steps, spec.ForecastOrder);
+            case CacheMethod.BlockCache when !spec.ScaleShift:
             {
                 string path = ShippedSchedule(pipeline, solver, steps);
                 if (!File.Exists(path))
@@ -40,36 +63,29 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
                     Console.WriteLine($"note: the model ships no Block Caching schedule for {solver} with {steps} steps ({path}); sampling uncached");
                     return new("no cache", null);
                 }
-                return FromSchedule(path, pipeline, solverClass, steps);
+                return FromSchedule(path, pipeline, solverClass, steps, spec.ForecastOrder);
             }
-            case "blockcache:ss":
+            default:
             {
                 string path = ShippedSchedule(pipeline, solver, steps), adjustment = ShippedAdjustment(pipeline, solver, steps);
                 if (!File.Exists(path) || !File.Exists(adjustment))
-                    throw new DiffusionCacheException($"--cache blockcache:ss: the model ships no schedule and scale-shift adjustment for {solver} " +
+                    throw new DiffusionCacheException($"--cache {choice}: the model ships no schedule and scale-shift adjustment for {solver} " +
                         $"with {steps} steps ({path}, {adjustment}); train one with 'diffcache train scaleshift'");
-                return FromSchedule(path, pipeline, solverClass, steps, adjustment);
+                return FromSchedule(path, pipeline, solverClass, steps, spec.ForecastOrder, adjustment);
             }
-            default:
-                if (File.Exists(choice)) return FromSchedule(choice, pipeline, solverClass, steps);
-                throw new DiffusionCacheException($"--cache '{choice}': expected blockcache, blockcache:ss, deepcache, none or a schedule JSON file");
         }
     }
 
-    private static CacheChoice DeepCache(string choice, LatentDiffusionPipeline pipeline, int steps)
+    private static string Forecast(CacheSpec spec) => spec.ForecastOrder > 0 ? $", Taylor order {spec.ForecastOrder}" : "";
+
+    private static CacheChoice DeepCache(CacheSpec spec, LatentDiffusionPipeline pipeline, int steps)
     {
-        var parts = choice.Split(':')[1..];
-        string usage = $"--cache '{choice}': expected deepcache, deepcache:N, deepcache:N:branch or deepcache:N:branch:center:pow";
-        if (parts.Length is 3 or > 4) throw new DiffusionCacheException(usage);
-        int Integer(int i, int fallback) => i >= parts.Length ? fallback
-            : int.TryParse(parts[i], CultureInfo.InvariantCulture, out int v) ? v : throw new DiffusionCacheException(usage);
-        int interval = Integer(0, 3), branch = Integer(1, 0);
-        var schedule = parts.Length == 4
-            ? DeepCacheSchedule.NonUniform(interval, Integer(2, 0), double.TryParse(parts[3], CultureInfo.InvariantCulture, out double pow) ? pow : throw new DiffusionCacheException(usage))
-            : DeepCacheSchedule.Uniform(interval);
+        var (interval, branch, center, power) = spec.DeepCache;
+        var schedule = center is int c && power is double p ? DeepCacheSchedule.NonUniform(interval, c, p) : DeepCacheSchedule.Uniform(interval);
         _ = schedule.Select(steps);                 // a bad N, center or power fails here, before any work
         _ = DeepCachePlan.For(pipeline.UNet, branch);
-        return new($"DeepCache {schedule} branch {branch}", () => new DeepCachePolicy(pipeline.UNet, schedule, branch));
+        int order = spec.ForecastOrder;
+        return new($"DeepCache {schedule} branch {branch}{Forecast(spec)}", () => new DeepCachePolicy(pipeline.UNet, schedule, branch, order));
     }
 
     public static string ShippedSchedule(LatentDiffusionPipeline pipeline, string solver, int steps) =>
@@ -79,15 +95,15 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
         Path.Combine(pipeline.Folder, "cache", $"scaleshift-{solver}-{steps}.safetensors");
 
     private static CacheChoice FromSchedule(string path, LatentDiffusionPipeline pipeline, string solverClass, int steps,
-        string? adjustmentPath = null)
+        int forecastOrder, string? adjustmentPath = null)
     {
         var schedule = CacheSchedule.Load(path);
         schedule.Validate(pipeline.UNet, solverClass, steps);
         var adjustment = adjustmentPath is null ? null : ScaleShiftAdjustment.Load(adjustmentPath);
         adjustment?.Validate(schedule);
         string name = $"Block Caching{(schedule.Delta is double d ? $" δ={d:G3}" : "")} ({schedule.SkippedFraction:P0} of block evaluations skipped)" +
-            (adjustment is null ? "" : " + scale-shift");
+            (adjustment is null ? "" : " + scale-shift") + (forecastOrder > 0 ? $", Taylor order {forecastOrder}" : "");
         // The policies share the adjustment's weights (read-only at inference); the choice owns it.
-        return new(name, () => new BlockCachePolicy(pipeline.UNet, schedule, solverClass, adjustment: adjustment)) { Owned = adjustment };
+        return new(name, () => new BlockCachePolicy(pipeline.UNet, schedule, solverClass, adjustment: adjustment, forecastOrder: forecastOrder)) { Owned = adjustment };
     }
 }

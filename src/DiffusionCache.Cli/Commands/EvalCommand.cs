@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 using DiffusionCache.Cli.Reporting;
+using DiffusionCache.Caching;
 using DiffusionCache.Data;
 using DiffusionCache.Evaluation;
 using DiffusionCache.Formats;
@@ -26,7 +27,7 @@ internal static class EvalCommand
         var samples = new Option<int>("--samples") { Description = "generated samples (balanced over classes)", DefaultValueFactory = _ => 2000 };
         var batch = new Option<int>("--batch") { Description = "samples per sampling batch (its index is its seed)", DefaultValueFactory = _ => 100 };
         var json = new Option<string?>("--json") { Description = "also write the figures as JSON (an object; with --configs, a list)" };
-        var cache = new Option<string>("--cache") { Description = "none, blockcache (the model's shipped schedule), blockcache:ss (with its scale-shift adjustment), deepcache[:N[:branch[:center:pow]]], or a schedule JSON file", DefaultValueFactory = _ => "none" };
+        var cache = new Option<string>("--cache") { Description = "cache policy: " + CacheSpec.Help, DefaultValueFactory = _ => "none" };
         var configs = new Option<string?>("--configs") { Description = "several runs sharing one set of floors: solver:steps:cache,... (overrides --solver/--steps/--cache)" };
         var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>

@@ -4,6 +4,7 @@ using DiffusionCache.Analysis;
 using DiffusionCache.Cli.Reporting;
 using DiffusionCache.Formats;
 using DiffusionCache.Data;
+using DiffusionCache.Caching;
 using DiffusionCache.Pipelines;
 using static TorchSharp.torch;
 
@@ -24,7 +25,7 @@ internal static class GenerateCommand
         var guidance = new Option<double?>("--guidance") { Description = "classifier-free guidance scale (default 4 for the embedded model, 7.5 for text-to-image; 1 = off)" };
         var solver = new Option<string?>("--solver") { Description = "ddim, ddpm, plms, dpm++ or euler (default: ddim for the embedded model, the folder's own scheduler for text-to-image)" };
         var firstSeed = new Option<long>("--seed") { Description = "the first seed", DefaultValueFactory = _ => 0 };
-        var cache = new Option<string>("--cache") { Description = "blockcache (the model's shipped schedule for this solver and step count, in MODEL/cache/), blockcache:ss (with its shipped scale-shift adjustment), a schedule JSON file, deepcache[:N[:branch[:center:pow]]] (default 3, 0: uniform; with center and pow: non-uniform), or none", DefaultValueFactory = _ => "blockcache" };
+        var cache = new Option<string>("--cache") { Description = "cache policy: " + CacheSpec.Help + " (blockcache: the schedule the model ships for this solver and step count, in MODEL/cache/)", DefaultValueFactory = _ => "blockcache" };
         var prompt = new Option<string?>("--prompt") { Description = "text-to-image: the prompt (needs a Stable Diffusion --model)" };
         var negative = new Option<string?>("--negative-prompt") { Description = "text-to-image: what the image should not show (default: the empty prompt)" };
         var size = new Option<int?>("--size") { Description = "text-to-image: height and width in pixels (default: the U-Net's sample size times the VAE's factor)" };

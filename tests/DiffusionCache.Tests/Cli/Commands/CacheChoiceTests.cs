@@ -74,7 +74,18 @@ public sealed class CacheChoiceTests : IDisposable
     [InlineData("deepcache:5:0:15:0.5", "power must be a finite number > 1")]
     [InlineData("deepcache:x", "expected deepcache, deepcache:N")]
     [InlineData("deepcache:5:0:15", "expected deepcache, deepcache:N")]
-    [InlineData("fastcache", "expected blockcache, blockcache:ss, deepcache, none or a schedule JSON file")]
+    [InlineData("fastcache", "no such schedule file, and not a method")]
+    [InlineData("ucache", "expected ucache:THR")]
+    [InlineData("ucache:0", "threshold must be > 0")]
+    [InlineData("ucache:nan", "threshold 'nan' is not a finite number")]
+    [InlineData("ucache:0.1:0.9:0.2", "start 0.9, end 0.2")]
+    [InlineData("ucache:0.1:probe=middle", "probe 'middle'")]
+    [InlineData("ucache:0.1:speed=2", "unknown ucache option 'speed'")]
+    [InlineData("blockcache-online:-1", "threshold must be > 0")]
+    [InlineData("blockcache-online:0.2:0", "warm-up must be at least 1")]
+    [InlineData("blockcache-online:0.2:attention", "'attention' is neither")]
+    [InlineData("deepcache:3:taylor3", "taylor3")]
+    [InlineData("none:taylor1", "none takes no arguments")]
     public void Bad_arguments_fail_with_a_message_naming_the_problem(string text, string message)
     {
         var error = Assert.Throws<DiffusionCacheException>(() => CacheChoice.Resolve(text, _pipeline, "ddim", 50));
@@ -87,5 +98,20 @@ public sealed class CacheChoiceTests : IDisposable
         string path = Repository.Path("models", "fashion-ldm", "cache", "schedule-ddim-20.json");
         Assert.Contains("schedule is for 20 steps", Assert.Throws<DiffusionCacheException>(() => CacheChoice.Resolve(path, _pipeline, "ddim", 50)).Message);
         Assert.Contains("schedule is for solver DDIMScheduler", Assert.Throws<DiffusionCacheException>(() => CacheChoice.Resolve(path, _pipeline, "euler", 20)).Message);
+    }
+
+    [Theory]
+    [InlineData("ucache:0.2", typeof(DiffusionCache.Caching.Adaptive.StepCachePolicy), "ucache (threshold 0.2")]
+    [InlineData("ucache:0.2:0.1:0.9:probe=first-block:taylor1", typeof(DiffusionCache.Caching.Adaptive.StepCachePolicy), "probe first-block, Taylor order 1")]
+    [InlineData("blockcache-online:0.3", typeof(DiffusionCache.Caching.Adaptive.OnlineBlockCachePolicy), "Block Caching online (threshold 0.3, transformer2d")]
+    [InlineData("blockcache-online:0.3:2:resnet2d:taylor2", typeof(DiffusionCache.Caching.Adaptive.OnlineBlockCachePolicy), "resnet2d, Taylor order 2")]
+    [InlineData("deepcache:3:taylor1", typeof(DeepCachePolicy), "Taylor order 1")]
+    [InlineData("blockcache:taylor2", typeof(BlockCachePolicy), "Taylor order 2")]
+    public void Every_method_and_forecasting_order_resolves_through_the_one_grammar(string text, Type policyType, string named)
+    {
+        using var choice = CacheChoice.Resolve(text, _pipeline, "ddim", 50);
+        using var policy = choice.Create!();
+        Assert.IsType(policyType, policy);
+        Assert.Contains(named, choice.Name);
     }
 }
