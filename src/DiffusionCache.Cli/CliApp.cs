@@ -20,6 +20,7 @@ internal static class CliApp
         root.Subcommands.Add(BenchCacheCommand.Create());
         root.Subcommands.Add(BenchPipelineCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
+        root.Subcommands.Add(MergeCommand.Create());
         // --version names the commit and the libtorch it runs on, not just the assembly version.
         foreach (var version in root.Options.OfType<VersionOption>()) version.Action = new PrintVersion();
         return root;
