@@ -72,6 +72,9 @@ internal static class EvalCommand
         sharding.Validate(json);
         if (samples < 2) throw new DiffusionCacheException("need at least 2 samples");
         if (batch < 1) throw new DiffusionCacheException("batch must be positive");
+        long items = (long)runs.Count * ((samples + batch - 1) / batch);
+        if (sharding.Shard is Shard s && s.Count > items)   // before loading anything
+            throw new DiffusionCacheException($"{s.Count} shards for {items} sampling batches (configurations x batches): use at most {items} shards");
         var clock = Stopwatch.StartNew();
         using var classifier = ClassifierFolder.Load(DefaultPaths.Resolve(classifierDir));
         using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
