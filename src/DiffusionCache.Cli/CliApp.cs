@@ -21,6 +21,8 @@ internal static class CliApp
         root.Subcommands.Add(BenchPipelineCommand.Create());
         root.Subcommands.Add(BenchDtypeCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
+        root.Subcommands.Add(MergeCommand.Create());
+        root.Subcommands.Add(SlurmCommand.Create());
         // --version names the commit and the libtorch it runs on, not just the assembly version.
         foreach (var version in root.Options.OfType<VersionOption>()) version.Action = new PrintVersion();
         return root;

@@ -6,10 +6,10 @@ using DiffusionCache.Caching;
 using DiffusionCache.Data;
 using DiffusionCache.Evaluation;
 using DiffusionCache.Formats;
+using DiffusionCache.Caching;
 using DiffusionCache.Pipelines;
-using DiffusionCache.Training;
+using DiffusionCache.Sharding;
 using Spectre.Console;
-using static TorchSharp.torch;
 
 namespace DiffusionCache.Cli.Commands;
 
@@ -29,19 +29,35 @@ internal static class EvalCommand
         var json = new Option<string?>("--json") { Description = "also write the figures as JSON (an object; with --configs, a list)" };
         var cache = new Option<string>("--cache") { Description = "cache policy: " + CacheSpec.Help, DefaultValueFactory = _ => "none" };
         var configs = new Option<string?>("--configs") { Description = "several runs sharing one set of floors: solver:steps:cache,... (overrides --solver/--steps/--cache)" };
-        var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs };
+        var referenceImages = new Option<int?>("--reference-images") { Description = "use only the first N images of each Fashion-MNIST split for the reference and floors (quick checks; default all)" };
+        var shard = ShardOption.Create();
+        var output = new Option<string?>("--out") { Description = "with --shard: the folder for the partial result" };
+        var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs, referenceImages, shard, output };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
         {
             var runs = parse.GetValue(configs) is string list
                 ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseRun).ToList()
                 : [new Run(parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(cache)!)];
+            var sharding = new Sharding(ShardOption.Parse(parse.GetValue(shard)), parse.GetValue(output), parse.GetValue(referenceImages));
             return Execute(parse.GetValue(model)!, parse.GetValue(classifier)!, runs, parse.GetValue(guidance), parse.GetValue(samples),
-                parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, cancel);
+                parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, sharding, cancel);
         })));
         return command;
     }
 
     private sealed record Run(string Solver, int Steps, string Cache);
+
+    /// <summary>--shard with its output folder, and --reference-images.</summary>
+    private sealed record Sharding(Shard? Shard, string? Out, int? ReferenceImages)
+    {
+        public void Validate(string? json)
+        {
+            if (Shard is not null && Out is null) throw new DiffusionCacheException("--shard needs --out FOLDER for the partial result");
+            if (Shard is null && Out is not null) throw new DiffusionCacheException("--out is the folder of a shard's partial result: give --shard I/N too (or --json FILE)");
+            if (Shard is not null && json is not null) throw new DiffusionCacheException("--json does not apply to a shard: 'diffcache merge' writes the results");
+            if (ReferenceImages is < 2) throw new DiffusionCacheException("--reference-images must be at least 2");
+        }
+    }
 
     private static Run ParseRun(string text)
     {
@@ -52,8 +68,14 @@ internal static class EvalCommand
     }
 
     private static int Execute(string modelDir, string classifierDir, IReadOnlyList<Run> runs, double guidance, int samples,
-        int batch, string? json, bool asList, CancellationToken cancel)
+        int batch, string? json, bool asList, Sharding sharding, CancellationToken cancel)
     {
+        sharding.Validate(json);
+        if (samples < 2) throw new DiffusionCacheException("need at least 2 samples");
+        if (batch < 1) throw new DiffusionCacheException("batch must be positive");
+        long items = (long)runs.Count * ((samples + batch - 1) / batch);
+        if (sharding.Shard is Shard s && s.Count > items)   // before loading anything
+            throw new DiffusionCacheException($"{s.Count} shards for {items} sampling batches (configurations x batches): use at most {items} shards");
         var clock = Stopwatch.StartNew();
         using var classifier = ClassifierFolder.Load(DefaultPaths.Resolve(classifierDir));
         using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
@@ -65,7 +87,14 @@ internal static class EvalCommand
         }).ToList();
         try
         {
-            return Evaluate(modelDir, pipeline, classifier, runs, caches, guidance, samples, batch, json, asList, clock, cancel);
+            var settings = new EvalSettings
+            {
+                Model = modelDir, Classifier = classifierDir, Guidance = guidance, Samples = samples, Batch = batch,
+                ReferenceImages = sharding.ReferenceImages, AsList = asList,
+                Configurations = [.. runs.Select((r, i) => new EvalConfiguration(r.Solver, r.Steps, r.Cache, caches[i].Name))],
+            };
+            if (sharding.Shard is Shard shard) return EvaluateShard(pipeline, classifier, settings, caches, shard, sharding.Out!, cancel);
+            return Evaluate(pipeline, classifier, settings, caches, json, clock, cancel);
         }
         finally
         {
@@ -73,76 +102,84 @@ internal static class EvalCommand
         }
     }
 
-    private static int Evaluate(string modelDir, ClassConditionalPipeline pipeline, FashionClassifier classifier, IReadOnlyList<Run> runs,
-        IReadOnlyList<CacheChoice> caches, double guidance, int samples, int batch, string? json, bool asList, Stopwatch clock,
-        CancellationToken cancel)
+    private static EvalFloors Floors(ClassConditionalPipeline pipeline, FashionClassifier classifier, int? referenceImages)
     {
         FashionMnist.EnsureInstalled();
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
+        return EvalFloors.Compute(pipeline, classifier, test, train, referenceImages);
+    }
 
-        using var testFeatures = SampleQuality.Features(classifier, test.Images);
-        using var reference = FeatureStatistics.Of(testFeatures);
-        double floorTrain, floorAutoencoder;
-        using (var trainFeatures = SampleQuality.Features(classifier, train.Images))
-        using (var trainStats = FeatureStatistics.Of(trainFeatures))
-            floorTrain = trainStats.FrechetDistance(reference);
-        using (var reconstructed = Reconstruct(pipeline, test.Images))
-        using (var recFeatures = SampleQuality.Features(classifier, reconstructed))
-        using (var recStats = FeatureStatistics.Of(recFeatures))
-            floorAutoencoder = recStats.FrechetDistance(reference);
-        double testAccuracy = ClassifierTraining.Accuracy(classifier, test.Images, test.Labels);
+    private static int EvaluateShard(ClassConditionalPipeline pipeline, FashionClassifier classifier, EvalSettings settings,
+        IReadOnlyList<CacheChoice> caches, Shard shard, string output, CancellationToken cancel)
+    {
+        ShardedEvaluation.CheckShardCount(settings, shard.Count);
+        if (ShardFiles.IsDone(output, EvalShard.Kind, shard, settings.Descriptor(shard.Count)))
+        {
+            ShardOption.SkipMessage(EvalShard.PathIn(output, shard));
+            return 0;
+        }
+        var batches = settings.Batches();
+        var (start, end) = shard.Range(batches.Count);
+        long total = batches.Skip(start).Take(end - start).Sum(b => (long)b.Count);
+        using var partial = ProgressView.Run($"eval shard {shard}", total, p => ShardedEvaluation.RunShard(pipeline, classifier, settings,
+            [.. caches.Select(c => c.Create is null ? null : (Func<ICachePolicy?>)(() => c.Create()))], shard,
+            () => Floors(pipeline, classifier, settings.ReferenceImages), new Progress(p), cancel));
+        Console.WriteLine($"eval shard {shard}: sampling batches {start}..{end - 1} of {batches.Count}{(shard.Index == 0 ? " and the floors" : "")}; wrote {partial.Save(output)}");
+        return 0;
+    }
 
+    private static int Evaluate(ClassConditionalPipeline pipeline, FashionClassifier classifier, EvalSettings settings,
+        IReadOnlyList<CacheChoice> caches, string? json, Stopwatch clock, CancellationToken cancel)
+    {
+        using var floors = Floors(pipeline, classifier, settings.ReferenceImages);
         var table = new Table().Border(TableBorder.Simple).AddColumn("samples").AddColumn(new TableColumn("class accuracy").RightAligned())
             .AddColumn(new TableColumn("FID").RightAligned()).AddColumn(new TableColumn("sampling s").RightAligned());
-        var results = new List<object>();
-        for (int i = 0; i < runs.Count; i++)
+        var rows = new List<EvalRow>();
+        var batches = settings.Batches();
+        for (int i = 0; i < settings.Configurations.Count; i++)
         {
-            var (run, cache) = (runs[i], caches[i]);
-            var sampling = Stopwatch.StartNew();
-            var (images, labels) = ProgressView.Run($"eval {run.Solver} {run.Steps} {run.Cache}", samples, p => SampleQuality.Generate(
-                pipeline, run.Solver, run.Steps, guidance, samples, batch, cache.Create, progress: new Progress(p), cancel: cancel));
-            sampling.Stop();
-            QualityReport report;
-            using (images)
-            using (labels)
-                report = SampleQuality.Evaluate(classifier, images, labels, reference);
-            string name = $"{run.Solver}, {run.Steps} steps, guidance {guidance}, {cache.Name}";
-            table.AddRow(Markup.Escape(name), $"{report.ClassAccuracy:P2}", $"{report.Fid:0.000}", $"{sampling.Elapsed.TotalSeconds:0}");
-            Console.WriteLine($"{name}: class accuracy {report.ClassAccuracy:P2}, FID {report.Fid:0.000} ({samples} samples, {sampling.Elapsed.TotalSeconds:0} s)");
-            results.Add(new
+            var (run, cache) = (settings.Configurations[i], caches[i]);
+            var mine = batches.Where(b => b.Configuration == i).ToList();
+            var results = new List<EvalBatchResult>();
+            try
             {
-                model = modelDir, solver = run.Solver, steps = run.Steps, guidance, samples, batch, cache = cache.Name,
-                class_accuracy = report.ClassAccuracy, fid = report.Fid, fid_floor = floorTrain,
-                fid_floor_autoencoder = floorAutoencoder, classifier_test_accuracy = testAccuracy,
-                sampling_seconds = sampling.Elapsed.TotalSeconds,
-            });
+                ProgressView.Run($"eval {run.Solver} {run.Steps} {run.Cache}", settings.Samples, p =>
+                {
+                    foreach (var b in mine)
+                    {
+                        results.Add(ShardedEvaluation.RunBatch(pipeline, classifier, settings, b, cache.Create, cancel));
+                        p.Report((b.Start + b.Count, "samples"));
+                    }
+                    return 0;
+                });
+                rows.Add(ShardedEvaluation.Score(settings, i, results, floors));
+            }
+            finally
+            {
+                foreach (var r in results) r.Dispose();
+            }
+            var row = rows[^1];
+            string name = $"{run.Solver}, {run.Steps} steps, guidance {settings.Guidance}, {cache.Name}";
+            table.AddRow(Markup.Escape(name), $"{row.ClassAccuracy:P2}", $"{row.Fid:0.000}", $"{row.SamplingSeconds:0}");
+            Console.WriteLine($"{name}: class accuracy {row.ClassAccuracy:P2}, FID {row.Fid:0.000} ({settings.Samples} samples, {row.SamplingSeconds:0} s)");
             if (json is not null)   // written after every run, so a long job's finished runs are kept
-                AtomicFile.WriteAllText(json, JsonSerializer.Serialize(asList ? results : results[0], new JsonSerializerOptions { WriteIndented = true }));
+                AtomicFile.WriteAllText(json, ShardedEvaluation.ToJson(rows, settings.AsList));
         }
-        table.AddRow("floor: train set vs test", "", $"{floorTrain:0.000}", "");
-        table.AddRow("floor: test through the autoencoder vs test", "", $"{floorAutoencoder:0.000}", "");
-        table.AddRow("classifier on the test set", $"{testAccuracy:P2}", "", "");
-        AnsiConsole.Write(table);
-        Console.WriteLine("FID here is measured in the metric classifier's 256-d feature space, not Inception-FID.");
+        PrintFloors(table, floors.FidTrain, floors.FidAutoencoder, floors.ClassifierTestAccuracy);
         Console.WriteLine($"time: {clock.Elapsed.TotalSeconds:0} s");
         if (json is not null) Console.WriteLine($"wrote {json}");
         return 0;
     }
 
-    private static Tensor Reconstruct(ClassConditionalPipeline pipeline, Tensor images)
+    /// <summary>The floor rows and the note under an eval table (also after a merge).</summary>
+    internal static void PrintFloors(Table table, double floorTrain, double floorAutoencoder, double testAccuracy)
     {
-        using var noGrad = no_grad();
-        var parts = new List<Tensor>();
-        for (long i = 0; i < images.shape[0]; i += 500)
-        {
-            using var scope = NewDisposeScope();
-            using var posterior = pipeline.Vae.Encode(images.narrow(0, i, Math.Min(500, images.shape[0] - i)));
-            parts.Add(pipeline.Vae.Decode(posterior.Mode()).clamp(-1, 1).MoveToOuterDisposeScope());
-        }
-        var all = cat(parts);
-        foreach (var p in parts) p.Dispose();
-        return all;
+        table.AddRow("floor: train set vs test", "", $"{floorTrain:0.000}", "");
+        table.AddRow("floor: test through the autoencoder vs test", "", $"{floorAutoencoder:0.000}", "");
+        table.AddRow("classifier on the test set", $"{testAccuracy:P2}", "", "");
+        AnsiConsole.Write(table);
+        Console.WriteLine("FID here is measured in the metric classifier's 256-d feature space, not Inception-FID.");
     }
 
     private sealed class Progress(IProgress<(long Done, string Status)> inner) : IProgress<long>

@@ -8,6 +8,7 @@ using DiffusionCache.Models.Loading;
 using DiffusionCache.Models.UNets;
 using DiffusionCache.Pipelines;
 using DiffusionCache.Schedulers;
+using DiffusionCache.Sharding;
 using Spectre.Console;
 
 namespace DiffusionCache.Cli.Commands;
@@ -37,19 +38,20 @@ internal static class ProfileCommand
         var contextLength = new Option<int>("--context-length") { Description = "tokens of the random contexts of a bare U-Net", DefaultValueFactory = _ => 77 };
         var prompts = new Option<string?>("--prompts") { Description = "text-to-image folders: a prompt file (one per line); the first P prompts are the conditions" };
         var output = new Option<string>("--out") { Description = "output folder", Required = true };
+        var shard = ShardOption.Create();
         var command = new Command("profile", "measure how much each block's change moves between steps (Block Caching eq. 6)")
         {
-            model, schedulerConfig, steps, conditions, seeds, guidance, targets, inputs, resolution, contextLength, prompts, output,
+            model, schedulerConfig, steps, conditions, seeds, guidance, targets, inputs, resolution, contextLength, prompts, output, shard,
         };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(new Args(
             parse.GetValue(model)!, parse.GetValue(schedulerConfig), parse.GetValue(steps), parse.GetValue(conditions),
             parse.GetValue(seeds), parse.GetValue(guidance), parse.GetValue(targets)!, parse.GetValue(inputs),
-            parse.GetValue(resolution), parse.GetValue(contextLength), parse.GetValue(prompts), parse.GetValue(output)!), cancel))));
+            parse.GetValue(resolution), parse.GetValue(contextLength), parse.GetValue(prompts), parse.GetValue(output)!, ShardOption.Parse(parse.GetValue(shard))), cancel))));
         return command;
     }
 
     private sealed record Args(string Model, string? SchedulerConfig, int Steps, int Conditions, int Seeds, double Guidance,
-        string Targets, string? Inputs, int? Resolution, int ContextLength, string? Prompts, string Out);
+        string Targets, string? Inputs, int? Resolution, int ContextLength, string? Prompts, string Out, Shard? Shard = null);
 
     private static int Execute(Args a, CancellationToken cancel)
     {
@@ -85,6 +87,7 @@ internal static class ProfileCommand
             Targets = targets,
         };
         var inputs = (IProfileInputs)profileInputs;
+        if (a.Shard is Shard shard) return RunShard(unet, settings, inputs, shard, a.Out, cancel);
         long total = (long)inputs.NumConditions * inputs.NumSeeds * a.Steps;
         var profile = ProgressView.Run("profile", total, progress => ProfileRunner.Run(unet, settings, inputs,
             new Reporter(p => progress.Report((p.Done, $"generation {p.Generation + 1}/{p.Generations} (condition {p.Condition}, seed {p.Seed})"))),
@@ -111,6 +114,22 @@ internal static class ProfileCommand
         }
         AnsiConsole.Write(table);
         Console.WriteLine($"wrote {json}, {csv}, {png}");
+        return 0;
+    }
+
+    private static int RunShard(DiffusionUNet unet, ProfileSettings settings, IProfileInputs inputs, Shard shard, string output,
+        CancellationToken cancel)
+    {
+        if (ShardFiles.IsDone(output, ProfileShard.Kind, shard, ProfileRunner.Descriptor(settings, inputs, shard.Count)))
+        {
+            ShardOption.SkipMessage(ProfileShard.PathIn(output, shard));
+            return 0;
+        }
+        var (start, end) = shard.Range(inputs.NumConditions * inputs.NumSeeds);
+        var partial = ProgressView.Run($"profile shard {shard}", (long)Math.Max(0, end - start) * settings.Steps, progress => ProfileRunner.RunShard(
+            unet, settings, inputs, shard, new Reporter(p => progress.Report(((long)(p.Generation - start) * p.Steps + p.Step,
+                $"generation {p.Generation + 1}/{p.Generations}"))), cancel));
+        Console.WriteLine($"{partial}; wrote {partial.Save(output)}");
         return 0;
     }
 

@@ -21,6 +21,22 @@ public sealed class FeatureStatistics : IDisposable
         Count = count;
     }
 
+    /// <summary>Statistics from stored moments (e.g. read back from a partial result); takes ownership of the
+    /// tensors.</summary>
+    /// <param name="mean">mu, float64 [D].</param>
+    /// <param name="covariance">S, float64 [D, D].</param>
+    /// <param name="count">N, the number of feature vectors they summarise.</param>
+    /// <exception cref="DiffusionCacheException">Shapes or dtypes that do not fit.</exception>
+    public static FeatureStatistics FromMoments(Tensor mean, Tensor covariance, long count)
+    {
+        ArgumentNullException.ThrowIfNull(mean);
+        ArgumentNullException.ThrowIfNull(covariance);
+        if (mean.dim() != 1 || covariance.dim() != 2 || covariance.shape[0] != mean.shape[0] || covariance.shape[1] != mean.shape[0]
+            || mean.dtype != ScalarType.Float64 || covariance.dtype != ScalarType.Float64 || count < 2)
+            throw new DiffusionCacheException("feature statistics need a float64 mean [D], a float64 covariance [D, D] and N >= 2");
+        return new FeatureStatistics(mean, covariance, count);
+    }
+
     /// <summary>The statistics of a feature set, in float64 on the features' device.</summary>
     /// <param name="features">[N, D], N &gt;= 2.</param>
     /// <exception cref="DiffusionCacheException">The features are not [N, D] with N &gt;= 2.</exception>

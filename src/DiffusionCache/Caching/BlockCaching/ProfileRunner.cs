@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Text.Json;
+using DiffusionCache.Sharding;
 using DiffusionCache.Models.UNets;
 using DiffusionCache.Pipelines;
 using DiffusionCache.Schedulers;
@@ -67,7 +69,8 @@ public sealed record ProfileSettings
 /// </summary>
 public static class ProfileRunner
 {
-    /// <summary>Runs the P x S generations and returns the profile (not yet saved).</summary>
+    /// <summary>Runs the P x S generations and returns the profile (not yet saved): the single-process run, which is
+    /// shard 0/1 merged by <see cref="ProfileShard.Merge"/>, the same path every sharded run takes.</summary>
     /// <param name="unet">The model to profile; a <see cref="ChangeProfiler"/> is attached to it while it runs.</param>
     /// <param name="settings">Model id, solver, step count and targets.</param>
     /// <param name="inputs">The conditions and noise; <see cref="SamplingRequest.Steps"/> of its requests is
@@ -78,6 +81,48 @@ public static class ProfileRunner
     /// cannot measure.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was triggered.</exception>
     public static BlockProfile Run(DiffusionUNet unet, ProfileSettings settings, IProfileInputs inputs,
+        IProgress<ProfileProgress>? progress = null, CancellationToken cancel = default) =>
+        ProfileShard.Merge([RunShard(unet, settings, inputs, Shard.Whole, progress, cancel)]);
+
+    /// <summary>The run descriptor of a profile, which shards of one run share and a merge compares: model id,
+    /// solver and its configuration, steps, targets, P, S, the inputs' description and guidance, and the shard
+    /// count.</summary>
+    /// <param name="settings">What is profiled.</param>
+    /// <param name="inputs">The conditions and noise.</param>
+    /// <param name="shards">N, the number of shards of the run.</param>
+    public static IReadOnlyDictionary<string, string> Descriptor(ProfileSettings settings, IProfileInputs inputs, int shards)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(inputs);
+        var first = inputs.Request(0, 0);
+        return new SortedDictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["model"] = settings.ModelId,
+            ["solver"] = settings.Scheduler.ClassName,
+            ["scheduler_config"] = settings.SchedulerJson?.GetRawText() ?? "",
+            ["steps"] = settings.Steps.ToString(CultureInfo.InvariantCulture),
+            ["targets"] = settings.Targets.Name,
+            ["conditions"] = inputs.NumConditions.ToString(CultureInfo.InvariantCulture),
+            ["seeds"] = inputs.NumSeeds.ToString(CultureInfo.InvariantCulture),
+            ["inputs"] = inputs.Description,
+            ["guidance"] = (first.UsesGuidance ? first.GuidanceScale : 1.0).ToString("R", CultureInfo.InvariantCulture),
+            ["shards"] = shards.ToString(CultureInfo.InvariantCulture),
+        };
+    }
+
+    /// <summary>Runs shard <paramref name="shard"/>'s generations, g in <see cref="Shard.Range"/> of P x S (each
+    /// exactly as in the whole run: a fresh scheduler, the request of (p, s)), and returns them as a partial
+    /// profile.</summary>
+    /// <param name="unet">The model to profile; a <see cref="ChangeProfiler"/> is attached to it while it runs.</param>
+    /// <param name="settings">Model id, solver, step count and targets.</param>
+    /// <param name="inputs">The conditions and noise.</param>
+    /// <param name="shard">Which share of the generations to run; <see cref="Shard.Whole"/> for all.</param>
+    /// <param name="progress">Told after every step of every generation of the shard; optional.</param>
+    /// <param name="cancel">Checked between generations and steps.</param>
+    /// <exception cref="DiffusionCacheException">Invalid counts, more shards than generations, an unsupported
+    /// solver, or a model the profiler cannot measure.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was triggered.</exception>
+    public static ProfileShard RunShard(DiffusionUNet unet, ProfileSettings settings, IProfileInputs inputs, Shard shard,
         IProgress<ProfileProgress>? progress = null, CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(unet);
@@ -86,51 +131,57 @@ public static class ProfileRunner
         if (settings.Steps < 1) throw new DiffusionCacheException($"steps must be at least 1, got {settings.Steps}");
         if (inputs.NumConditions < 1) throw new DiffusionCacheException($"conditions must be at least 1, got {inputs.NumConditions}");
         if (inputs.NumSeeds < 1) throw new DiffusionCacheException($"seeds must be at least 1, got {inputs.NumSeeds}");
+        shard.Validate();
+        int generations = inputs.NumConditions * inputs.NumSeeds;
+        if (shard.Count > generations)
+            throw new DiffusionCacheException($"{shard.Count} shards for {generations} generations (conditions x seeds): use at most {generations} shards");
         SchedulerFactory.Create(settings.Scheduler).Dispose();   // refuses an unsupported solver before any work
+        var run = Descriptor(settings, inputs, shard.Count);
 
         using var profiler = new ChangeProfiler(unet, settings.Targets);
-        int generations = inputs.NumConditions * inputs.NumSeeds;
-        var rows = new List<ProfileGeneration>(generations);
+        var (start, end) = shard.Range(generations);
+        var rows = new List<ProfileGeneration>(end - start);
         SamplingRequest? first = null;
-        for (int p = 0; p < inputs.NumConditions; p++)
+        for (int g = start; g < end; g++)
         {
-            for (int s = 0; s < inputs.NumSeeds; s++)
-            {
-                cancel.ThrowIfCancellationRequested();
-                int g = p * inputs.NumSeeds + s;
-                var request = inputs.Request(p, s) with { Steps = settings.Steps };
-                first ??= request;
-                using var scheduler = SchedulerFactory.Create(settings.Scheduler);
-                var observer = new ProgressObserver(progress, g, generations, p, s);
-                using (CachedSampling.Sample(unet, scheduler, request, profiler, [observer], cancel)) { }
-                if (profiler.Generations.Count != g + 1)
-                    throw new DiffusionCacheException($"generation {g} did not complete");
-                rows.Add(new ProfileGeneration(g, p, s, profiler.Generations[g]));
-            }
+            cancel.ThrowIfCancellationRequested();
+            int p = g / inputs.NumSeeds, s = g % inputs.NumSeeds;
+            var request = inputs.Request(p, s) with { Steps = settings.Steps };
+            first ??= request;
+            using var scheduler = SchedulerFactory.Create(settings.Scheduler);
+            var observer = new ProgressObserver(progress, g, generations, p, s);
+            using (CachedSampling.Sample(unet, scheduler, request, profiler, [observer], cancel)) { }
+            if (profiler.Generations.Count != rows.Count + 1)
+                throw new DiffusionCacheException($"generation {g} did not complete");
+            rows.Add(new ProfileGeneration(g, p, s, profiler.Generations[rows.Count]));
         }
 
-        var (mean, std) = BlockProfile.Aggregate([.. rows.Select(r => r.L1Rel)]);
-        return new BlockProfile
+        return new ProfileShard
         {
-            Model = settings.ModelId,
-            ModelPath = settings.ModelPath,
-            Solver = settings.Scheduler.ClassName,
-            SchedulerConfig = settings.SchedulerJson,
-            NumInferenceSteps = settings.Steps,
-            Timesteps = profiler.Timesteps,
-            GuidanceScale = first!.UsesGuidance ? first.GuidanceScale : 1.0,
-            Targets = settings.Targets,
-            Blocks = profiler.Blocks,
-            NumConditions = inputs.NumConditions,
-            NumSeeds = inputs.NumSeeds,
-            Conditions = inputs.Description,
-            Batch = first.Batch * (first.UsesGuidance ? 2 : 1),
-            SampleHeight = first.Height,
-            SampleWidth = first.Width,
-            ContextLength = first.Context is null ? 0 : (int)first.Context.shape[1],
-            Generations = rows,
-            Mean = mean,
-            Std = std,
+            Shard = shard,
+            Run = run,
+            Partial = new BlockProfile
+            {
+                Model = settings.ModelId,
+                ModelPath = settings.ModelPath,
+                Solver = settings.Scheduler.ClassName,
+                SchedulerConfig = settings.SchedulerJson,
+                NumInferenceSteps = settings.Steps,
+                Timesteps = profiler.Timesteps,
+                GuidanceScale = first!.UsesGuidance ? first.GuidanceScale : 1.0,
+                Targets = settings.Targets,
+                Blocks = profiler.Blocks,
+                NumConditions = inputs.NumConditions,
+                NumSeeds = inputs.NumSeeds,
+                Conditions = inputs.Description,
+                Batch = first.Batch * (first.UsesGuidance ? 2 : 1),
+                SampleHeight = first.Height,
+                SampleWidth = first.Width,
+                ContextLength = first.Context is null ? 0 : (int)first.Context.shape[1],
+                Generations = rows,
+                Mean = [],
+                Std = [],
+            },
         };
     }
 
