@@ -6,7 +6,6 @@ using DiffusionCache.Caching;
 using DiffusionCache.Data;
 using DiffusionCache.Evaluation;
 using DiffusionCache.Formats;
-using DiffusionCache.Caching;
 using DiffusionCache.Pipelines;
 using DiffusionCache.Sharding;
 using Spectre.Console;
