@@ -48,7 +48,7 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
                 var options = spec.UCache!;
                 using (new StepCachePolicy(unet, options)) { }   // the model is checked now
                 return new($"ucache (threshold {options.Threshold.ToString("G4", CultureInfo.InvariantCulture)}, steps " +
-                    $"{options.Start:P0}-{options.End:P0}, probe {(options.Probe == StepProbe.Input ? "input" : "first-block")}{Forecast(spec)})",
+                    $"{options.Start * 100:0}-{options.End * 100:0} %, probe {(options.Probe == StepProbe.Input ? "input" : "first-block")}{Forecast(spec)})",
                     () => new StepCachePolicy(unet, options));
             }
             case CacheMethod.BlockCache when spec.ScheduleFile is { } file:
