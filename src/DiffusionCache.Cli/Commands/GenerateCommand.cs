@@ -5,6 +5,8 @@ using DiffusionCache.Cli.Reporting;
 using DiffusionCache.Formats;
 using DiffusionCache.Data;
 using DiffusionCache.Caching;
+using DiffusionCache.Caching.Adaptive;
+using DiffusionCache.Caching.BlockCaching;
 using DiffusionCache.Pipelines;
 using static TorchSharp.torch;
 
@@ -86,6 +88,7 @@ internal static class GenerateCommand
         int pairs = cache.Create is null ? 0 : Math.Min(seeds, 3);
         var columns = new List<Tensor>();
         var ratios = new List<double>();
+        CacheSchedule? decisions = null;
         double psnr = double.NaN;
         var cpu = new CpuShare();
         var sampling = Stopwatch.StartNew();
@@ -98,6 +101,9 @@ internal static class GenerateCommand
                 using var policy = cached ? cache.Create?.Invoke() : null;
                 var images = pipeline.Generate(scheduler, labels, seed, steps, guidance, policy, [counter], cancel);
                 done += calls;
+                // What a profile-free policy decided, for the lifetime plot (first cached generation).
+                if (policy is OnlineBlockCachePolicy online && decisions is null)
+                    decisions = online.DecisionsAsSchedule(pipeline.SolverClass(solver), steps);
                 return images;
             }
             for (int s = 0; s < seeds; s++)
@@ -150,10 +156,35 @@ internal static class GenerateCommand
         int images = pipeline.NumLabels * seeds;
         Console.WriteLine($"generated {images} images ({pipeline.NumLabels} classes x {seeds} seeds) with {solver}, {steps} steps, guidance {guidance}");
         if (speed.Length > 0) Console.WriteLine(speed);
+        if (decisions is not null) WriteDecisions(decisions, output, CacheChoice.ShippedSchedule(pipeline, solver, steps));
         Console.WriteLine($"wrote {Path.GetFullPath(output)}");
         Console.WriteLine($"time: {clock.Elapsed.TotalSeconds:0.0} s total ({loadSeconds:0.0} s loading, {sampling.Elapsed.TotalSeconds:0.0} s sampling " +
             $"incl. {pairs} uncached column{(pairs == 1 ? "" : "s")} for the speedup)");
         return 0;
+    }
+
+    /// <summary>Online Block Caching's decisions of seed <c>firstSeed</c> as a schedule (JSON) and its lifetime plot
+    /// (Fig. 4) beside the samples, and how they compare with the profiled schedule the model ships, if any.</summary>
+    private static void WriteDecisions(CacheSchedule decisions, string output, string shipped)
+    {
+        string stem = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(output))!, Path.GetFileNameWithoutExtension(output) + "-decisions");
+        decisions.Save(stem + ".json");
+        SchedulePlot.Write(decisions, stem + ".png");
+        string line = $"online decisions: {decisions.NumComputed} of {decisions.NumBlockEvaluations} block evaluations computed " +
+            $"({decisions.SkippedFraction:P0} skipped); wrote {stem}.json and .png";
+        if (File.Exists(shipped))
+        {
+            var profiled = CacheSchedule.Load(shipped);
+            if (profiled.Blocks.SequenceEqual(decisions.Blocks) && profiled.Steps == decisions.Steps)
+            {
+                var a = decisions.ComputeMask();
+                var b = profiled.ComputeMask();
+                int agree = a.Select((row, i) => row.Where((v, k) => v == b[i][k]).Count()).Sum();
+                line += $"; the profiled schedule (δ={profiled.Delta:G3}) computes {profiled.NumComputed}, and the two agree on " +
+                    $"{(double)agree / decisions.NumBlockEvaluations:P0} of the block evaluations";
+            }
+        }
+        Console.WriteLine(line);
     }
 
     /// <summary>Feeds the progress bar from the sampling loop's steps.</summary>
