@@ -29,13 +29,16 @@ internal static class EvalCommand
         var cache = new Option<string>("--cache") { Description = "none, blockcache (the model's shipped schedule), blockcache:ss (with its scale-shift adjustment), deepcache[:N[:branch[:center:pow]]], or a schedule JSON file", DefaultValueFactory = _ => "none" };
         var configs = new Option<string?>("--configs") { Description = "several runs sharing one set of floors: solver:steps:cache,... (overrides --solver/--steps/--cache)" };
         var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs };
+        var runtime = new RuntimeOptions();
+        runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
         {
+            var load = runtime.Apply(parse);
             var runs = parse.GetValue(configs) is string list
                 ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseRun).ToList()
                 : [new Run(parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(cache)!)];
             return Execute(parse.GetValue(model)!, parse.GetValue(classifier)!, runs, parse.GetValue(guidance), parse.GetValue(samples),
-                parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, cancel);
+                parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, load, cancel);
         })));
         return command;
     }
@@ -51,11 +54,13 @@ internal static class EvalCommand
     }
 
     private static int Execute(string modelDir, string classifierDir, IReadOnlyList<Run> runs, double guidance, int samples,
-        int batch, string? json, bool asList, CancellationToken cancel)
+        int batch, string? json, bool asList, PipelineLoadOptions load, CancellationToken cancel)
     {
         var clock = Stopwatch.StartNew();
+        // The metric network stays float32 on the CPU whatever the runtime options, so FID and accuracy are measured
+        // the same way for every model precision and device; only the generating pipeline follows them.
         using var classifier = ClassifierFolder.Load(DefaultPaths.Resolve(classifierDir));
-        using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
+        using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir), load);
         // Every run's solver, step count and cache is checked before any work.
         var caches = runs.Select(r =>
         {
@@ -64,7 +69,7 @@ internal static class EvalCommand
         }).ToList();
         try
         {
-            return Evaluate(modelDir, pipeline, classifier, runs, caches, guidance, samples, batch, json, asList, clock, cancel);
+            return Evaluate(modelDir, pipeline, classifier, runs, caches, guidance, samples, batch, json, asList, RuntimeOptions.Describe(load), clock, cancel);
         }
         finally
         {
@@ -73,9 +78,10 @@ internal static class EvalCommand
     }
 
     private static int Evaluate(string modelDir, ClassConditionalPipeline pipeline, FashionClassifier classifier, IReadOnlyList<Run> runs,
-        IReadOnlyList<CacheChoice> caches, double guidance, int samples, int batch, string? json, bool asList, Stopwatch clock,
-        CancellationToken cancel)
+        IReadOnlyList<CacheChoice> caches, double guidance, int samples, int batch, string? json, bool asList,
+        (string Dtype, string Device) runtime, Stopwatch clock, CancellationToken cancel)
     {
+        var metricDevice = classifier.parameters().First().device;
         FashionMnist.EnsureInstalled();
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
@@ -86,7 +92,7 @@ internal static class EvalCommand
         using (var trainFeatures = SampleQuality.Features(classifier, train.Images))
         using (var trainStats = FeatureStatistics.Of(trainFeatures))
             floorTrain = trainStats.FrechetDistance(reference);
-        using (var reconstructed = Reconstruct(pipeline, test.Images))
+        using (var reconstructed = Reconstruct(pipeline, test.Images, metricDevice))
         using (var recFeatures = SampleQuality.Features(classifier, reconstructed))
         using (var recStats = FeatureStatistics.Of(recFeatures))
             floorAutoencoder = recStats.FrechetDistance(reference);
@@ -105,13 +111,16 @@ internal static class EvalCommand
             QualityReport report;
             using (images)
             using (labels)
-                report = SampleQuality.Evaluate(classifier, images, labels, reference);
-            string name = $"{run.Solver}, {run.Steps} steps, guidance {guidance}, {cache.Name}";
+            using (var scored = images.to(ScalarType.Float32, metricDevice))   // the pipeline's device -> the metric network's
+                report = SampleQuality.Evaluate(classifier, scored, labels, reference);
+            string name = $"{run.Solver}, {run.Steps} steps, guidance {guidance}, {cache.Name}" +
+                (runtime is ("fp32", "cpu") ? "" : $", {runtime.Dtype} on {runtime.Device}");
             table.AddRow(Markup.Escape(name), $"{report.ClassAccuracy:P2}", $"{report.Fid:0.000}", $"{sampling.Elapsed.TotalSeconds:0}");
             Console.WriteLine($"{name}: class accuracy {report.ClassAccuracy:P2}, FID {report.Fid:0.000} ({samples} samples, {sampling.Elapsed.TotalSeconds:0} s)");
             results.Add(new
             {
                 model = modelDir, solver = run.Solver, steps = run.Steps, guidance, samples, batch, cache = cache.Name,
+                dtype = runtime.Dtype, device = runtime.Device,
                 class_accuracy = report.ClassAccuracy, fid = report.Fid, fid_floor = floorTrain,
                 fid_floor_autoencoder = floorAutoencoder, classifier_test_accuracy = testAccuracy,
                 sampling_seconds = sampling.Elapsed.TotalSeconds,
@@ -129,15 +138,18 @@ internal static class EvalCommand
         return 0;
     }
 
-    private static Tensor Reconstruct(ClassConditionalPipeline pipeline, Tensor images)
+    /// <summary>The images through the pipeline's autoencoder (in its compute type on its device), as float32 on
+    /// <paramref name="metricDevice"/>.</summary>
+    private static Tensor Reconstruct(ClassConditionalPipeline pipeline, Tensor images, Device metricDevice)
     {
         using var noGrad = no_grad();
+        var weight = pipeline.Vae.parameters().First();
         var parts = new List<Tensor>();
         for (long i = 0; i < images.shape[0]; i += 500)
         {
             using var scope = NewDisposeScope();
-            using var posterior = pipeline.Vae.Encode(images.narrow(0, i, Math.Min(500, images.shape[0] - i)));
-            parts.Add(pipeline.Vae.Decode(posterior.Mode()).clamp(-1, 1).MoveToOuterDisposeScope());
+            using var posterior = pipeline.Vae.Encode(images.narrow(0, i, Math.Min(500, images.shape[0] - i)).to(weight.dtype, weight.device));
+            parts.Add(pipeline.Vae.Decode(posterior.Mode()).to(ScalarType.Float32, metricDevice).clamp(-1, 1).MoveToOuterDisposeScope());
         }
         var all = cat(parts);
         foreach (var p in parts) p.Dispose();
