@@ -14,6 +14,7 @@ using DiffusionCache.Models.UNets;
 using DiffusionCache.Pipelines;
 using DiffusionCache.Schedulers;
 using Spectre.Console;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiffusionCache.Cli.Commands;
@@ -44,16 +45,23 @@ internal static class BenchCacheCommand
         var prompts = new Option<string?>("--prompts") { Description = "Stable Diffusion folders: a prompt file (one per line) for the batch rows and the profile's conditions" };
         var command = new Command("bench-cache", "compare caching configurations side by side: speed, MACs, memory, fidelity")
             { model, solver, steps, guidance, batch, latent, repeats, intervals, branch, deltas, profile, output, json, prompts, profileConditions };
-        command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(new Settings(
-            parse.GetValue(model)!, parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch),
-            parse.GetValue(latent), parse.GetValue(repeats), Numbers(parse.GetValue(intervals)!, "--deepcache").Select(x => (int)x).ToArray(),
-            parse.GetValue(branch), parse.GetValue(deltas) is string d ? Deltas(d) : null, parse.GetValue(profile),
-            parse.GetValue(output)!, parse.GetValue(json), parse.GetValue(prompts), parse.GetValue(profileConditions)), cancel))));
+        var runtime = new RuntimeOptions();
+        runtime.AddTo(command);
+        command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
+        {
+            var load = runtime.Apply(parse);
+            return Execute(new Settings(
+                parse.GetValue(model)!, parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch),
+                parse.GetValue(latent), parse.GetValue(repeats), Numbers(parse.GetValue(intervals)!, "--deepcache").Select(x => (int)x).ToArray(),
+                parse.GetValue(branch), parse.GetValue(deltas) is string d ? Deltas(d) : null, parse.GetValue(profile),
+                parse.GetValue(output)!, parse.GetValue(json), parse.GetValue(prompts), parse.GetValue(profileConditions), load), cancel);
+        })));
         return command;
     }
 
     private sealed record Settings(string Model, string Solver, int Steps, double Guidance, int Batch, int? Latent, int Repeats,
-        int[] Intervals, int Branch, (double Value, bool OfMedian)[]? Deltas, string? Profile, string Out, string? Json, string? Prompts, int ProfileConditions);
+        int[] Intervals, int Branch, (double Value, bool OfMedian)[]? Deltas, string? Profile, string Out, string? Json, string? Prompts, int ProfileConditions,
+        PipelineLoadOptions Load);
 
     /// <summary>Thresholds: absolute, or multiples of the profile's median step change ("4m").</summary>
     private static (double Value, bool OfMedian)[] Deltas(string list)
@@ -87,7 +95,7 @@ internal static class BenchCacheCommand
             throw new DiffusionCacheException("--steps, --batch, --repeats and --profile-conditions must be positive");
         if (s.Intervals.Any(n => n < 1)) throw new DiffusionCacheException("DeepCache intervals must be at least 1");
         if (s.Deltas?.Any(d => !(d.Value > 0)) == true) throw new DiffusionCacheException("Block Caching thresholds must be positive");
-        using var target = BenchTargets.Open(DefaultPaths.Resolve(s.Model), s.Solver, s.Guidance, s.Batch, s.Latent,
+        using var target = BenchTargets.Open(DefaultPaths.Resolve(s.Model), s.Solver, s.Guidance, s.Batch, s.Latent, s.Load,
             s.Prompts is null ? null : PromptFile.Read(s.Prompts));
         var unet = target.UNet;
         _ = DeepCachePlan.For(unet, s.Branch);   // a branch the model lacks fails here, before any work
@@ -126,7 +134,9 @@ internal static class BenchCacheCommand
 
         // The shipped schedule with and without its scale-shift adjustment (Sec. 3.4), when the model ships one.
         var shipped = target.ShippedScaleShift(s.Solver, s.Steps);
+        // The adjustment's weights stay float32 (it casts what it adds to the cached value's type), on the U-Net's device.
         using var adjustment = shipped is { } files ? ScaleShiftAdjustment.Load(files.Adjustment) : null;
+        adjustment?.to(unet.parameters().First().device);
         if (shipped is { } found && adjustment is not null)
         {
             var schedule = CacheSchedule.Load(found.Schedule);
@@ -144,7 +154,8 @@ internal static class BenchCacheCommand
             long done = 0;
             return CacheBenchmark.Run(target, configs, s.Repeats, new Reporter(status => progress.Report((++done, status))), cancel);
         });
-        Report(rows, s, target.Description);
+        var (dtypeName, deviceName) = RuntimeOptions.Describe(s.Load);
+        Report(rows, s, $"{target.Description}, {dtypeName} on {deviceName}");
         return 0;
     }
 

@@ -6,6 +6,7 @@ using DiffusionCache.Formats;
 using DiffusionCache.Models.Config;
 using DiffusionCache.Models.Loading;
 using DiffusionCache.Models.UNets;
+using DiffusionCache.Pipelines;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -22,26 +23,27 @@ internal static class BenchCommand
         var batch = new Option<int>("--batch") { Description = "batch size (2 = one image with classifier-free guidance)", DefaultValueFactory = _ => 2 };
         var runs = new Option<int>("--runs") { Description = "timed runs", DefaultValueFactory = _ => 10 };
         var warmup = new Option<int>("--warmup") { Description = "untimed runs first", DefaultValueFactory = _ => 2 };
-        var threads = new Option<int?>("--threads") { Description = "intra-op threads (default: libtorch's choice)" };
         var json = new Option<string?>("--json") { Description = "also write the result as JSON to this file" };
         var load = new Option<bool>("--load") { Description = "also save the weights to a temporary folder and load them back, reporting the load's peak memory over the weights' size" };
-        var command = new Command("bench", "time a U-Net forward pass") { config, latent, batch, runs, warmup, threads, json, load };
-        command.SetAction(parse => CommandRunner.Run(() => Execute(parse.GetValue(config)!, parse.GetValue(latent),
-            parse.GetValue(batch), parse.GetValue(runs), parse.GetValue(warmup), parse.GetValue(threads), parse.GetValue(json), parse.GetValue(load))));
+        var command = new Command("bench", "time a U-Net forward pass") { config, latent, batch, runs, warmup, json, load };
+        var runtime = new RuntimeOptions();
+        runtime.AddTo(command);
+        command.SetAction(parse => CommandRunner.Run(() =>
+        {
+            var options = runtime.Apply(parse);
+            return Execute(parse.GetValue(config)!, parse.GetValue(latent), parse.GetValue(batch), parse.GetValue(runs), parse.GetValue(warmup),
+                parse.GetValue(json), parse.GetValue(load), options);
+        }));
         return command;
     }
 
-    private static int Execute(string configName, int latent, int batch, int runs, int warmup, int? threads, string? json, bool load)
+    private static int Execute(string configName, int latent, int batch, int runs, int warmup, string? json, bool load, PipelineLoadOptions options)
     {
         if (latent < 1 || batch < 1 || runs < 1 || warmup < 0) throw new DiffusionCacheException("--latent, --batch and --runs must be positive, --warmup non-negative");
-        if (threads is int t)
-        {
-            if (t < 1) throw new DiffusionCacheException("--threads must be positive");
-            torch.set_num_threads(t);
-        }
         manual_seed(0);
-        var loadResult = load ? MeasureLoad(configName) : null;
-        using var model = CreateModel(configName);
+        var loadResult = load ? MeasureLoad(configName, options) : null;
+        using var model = RuntimeOptions.Place(CreateModel(configName), options);
+        var device = RuntimeOptions.DeviceOf(options);
         var input = Inputs(model, batch, latent);
         var times = new List<double>();
         using (no_grad())
@@ -49,17 +51,24 @@ internal static class BenchCommand
             for (int i = 0; i < warmup + runs; i++)
             {
                 var clock = Stopwatch.StartNew();
-                using (var scope = NewDisposeScope()) model.Forward(input);
+                using (var scope = NewDisposeScope())
+                {
+                    model.Forward(input);
+                    if (device.type == DeviceType.CUDA) cuda.synchronize(device);   // kernels run asynchronously: time them all
+                }
                 clock.Stop();
                 if (i >= warmup) times.Add(clock.Elapsed.TotalMilliseconds);
             }
         }
         times.Sort();
         double median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
+        var (dtypeName, deviceName) = RuntimeOptions.Describe(options);
         var result = new
         {
             unet_config = configName,
             @class = model.ClassName,
+            dtype = dtypeName,
+            device = deviceName,
             latent,
             batch,
             runs,
@@ -74,7 +83,7 @@ internal static class BenchCommand
             load_peak_over_weights = loadResult?.PeakOverWeights,
             weights_mb = loadResult?.WeightsMb,
         };
-        Console.WriteLine($"{model.ClassName} ({configName}) latent {latent}x{latent} batch {batch}, {torch.get_num_threads()} threads: " +
+        Console.WriteLine($"{model.ClassName} ({configName}, {dtypeName} on {deviceName}) latent {latent}x{latent} batch {batch}, {torch.get_num_threads()} threads: " +
             $"median {median:0.0} ms (min {times[0]:0.0}, max {times[^1]:0.0}) over {runs} runs; peak RSS {result.peak_rss_mb:0} MB");
         if (loadResult is not null)
             Console.WriteLine($"load: {loadResult.WeightsMb:0} MB of weights in {loadResult.Seconds:0.0} s; peak memory during the load " +
@@ -91,7 +100,7 @@ internal static class BenchCommand
 
     /// <summary>Saves a model's weights, then measures loading them into a fresh model: the peak resident memory
     /// added by the load (model allocation plus streaming, VmHWM reset first) over the weights' size.</summary>
-    private static LoadResult MeasureLoad(string configName)
+    private static LoadResult MeasureLoad(string configName, PipelineLoadOptions options)
     {
         string dir = Path.Combine(Path.GetTempPath(), $"diffcache-load-{Environment.ProcessId}");
         try
@@ -109,7 +118,7 @@ internal static class BenchCommand
             if (!ProcessMemory.ResetPeak()) throw new DiffusionCacheException("peak memory cannot be reset on this system (/proc/self/clear_refs)");
             double before = ProcessMemory.CurrentRssMb();
             var clock = Stopwatch.StartNew();
-            using var loaded = UNetLoader.Load(unetDir);
+            using var loaded = UNetLoader.Load(unetDir, dtype: options.Dtype, device: options.Device);
             clock.Stop();
             return new LoadResult(clock.Elapsed.TotalSeconds, weightsMb, (ProcessMemory.PeakRssMb() - before) / weightsMb);
         }
@@ -142,10 +151,17 @@ internal static class BenchCommand
         _ => throw new DiffusionCacheException($"--unet-config '{name}': expected sd15, sd21, sdxl, or an existing config.json or model folder"),
     };
 
-    /// <summary>Random N(0,1) sample and context (class labels, SDXL's pooled embeddings and time ids as zeros).</summary>
+    /// <summary>Random N(0,1) sample and context (class labels, SDXL's pooled embeddings and time ids as zeros), in
+    /// the model's compute type on its device; the random values are drawn in float32 on the CPU (the same whatever
+    /// the runtime options).</summary>
     internal static UNetInput Inputs(DiffusionUNet model, int batch, int side)
     {
         var zero = model.ZeroInput(batch, side, side);
-        return zero with { Sample = randn(batch, model.InChannels, side, side), Context = model.ContextDim is int d ? randn(batch, 77, d) : null };
+        var weight = model.parameters().First();
+        return zero with
+        {
+            Sample = randn(batch, model.InChannels, side, side).to(weight.dtype, weight.device),
+            Context = model.ContextDim is int d ? randn(batch, 77, d).to(weight.dtype, weight.device) : null,
+        };
     }
 }

@@ -13,7 +13,9 @@ namespace DiffusionCache.Cli.Commands;
 
 /// <summary>What <c>bench-cache</c> can measure: a class-conditional pipeline folder or a Stable Diffusion folder with
 /// a prompt file (decoded images are compared), or a bare U-Net (a folder, or SD-1.5/2.1 with random weights; latents are compared) with seeded random
-/// contexts.</summary>
+/// contexts. Models load in the compute type and on the device of the runtime options; every output comes back as
+/// float32 on the CPU (which also waits for the device, so timings are complete), where the fidelity metrics run as
+/// they do without a GPU.</summary>
 internal static class BenchTargets
 {
     public abstract class Target : IBenchTarget, IDisposable
@@ -34,23 +36,31 @@ internal static class BenchTargets
         /// <summary>The model's own schedule and scale-shift adjustment for the solver and step count, when it ships both.</summary>
         public virtual (string Schedule, string Adjustment)? ShippedScaleShift(string solver, int steps) => null;
         public abstract void Dispose();
+
+        /// <summary>A run's output as float32 on the CPU, for the metrics; the device's copy is disposed.</summary>
+        protected static Tensor ToHost(Tensor output)
+        {
+            if (output.device_type == DeviceType.CPU && output.dtype == ScalarType.Float32) return output;
+            using (output) return output.to(ScalarType.Float32, CPU);
+        }
     }
 
-    public static Target Open(string model, string solver, double guidance, int batch, int? latent, IReadOnlyList<string>? prompts = null) => model switch
+    public static Target Open(string model, string solver, double guidance, int batch, int? latent, PipelineLoadOptions load,
+        IReadOnlyList<string>? prompts = null) => model switch
     {
-        _ when TextToImagePipeline.IsTextToImageFolder(model) => new TextToImageTarget(TextToImagePipeline.Open(model), solver, guidance, batch, latent,
+        _ when TextToImagePipeline.IsTextToImageFolder(model) => new TextToImageTarget(TextToImagePipeline.Open(model, load), solver, guidance, batch, latent,
             prompts ?? throw new DiffusionCacheException($"{model} is a text-to-image model: give --prompts FILE (one prompt per line)")),
         _ when prompts is not null => throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder; {model} is not one"),
         _ when BenchCommand.NamedConfigs.TryGetValue(model, out var named) =>
-            new UNetTarget(new UNet2DConditionModel(named.Config), $"{named.Name} U-Net (random weights)", solver, guidance, batch, latent ?? 32),
-        _ when File.Exists(Path.Combine(model, "model_index.json")) => new PipelineTarget(ClassConditionalPipeline.Load(model), solver, guidance, batch),
-        _ when File.Exists(Path.Combine(model, "config.json")) => OpenUNet(model, solver, guidance, batch, latent),
+            new UNetTarget(RuntimeOptions.Place(new UNet2DConditionModel(named.Config), load), $"{named.Name} U-Net (random weights)", solver, guidance, batch, latent ?? 32),
+        _ when File.Exists(Path.Combine(model, "model_index.json")) => new PipelineTarget(ClassConditionalPipeline.Load(model, load), solver, guidance, batch),
+        _ when File.Exists(Path.Combine(model, "config.json")) => OpenUNet(model, solver, guidance, batch, latent, load),
         _ => throw new DiffusionCacheException($"--model '{model}': expected sd15, sd21, sdxl, a pipeline folder or a U-Net folder"),
     };
 
-    private static Target OpenUNet(string dir, string solver, double guidance, int batch, int? latent)
+    private static Target OpenUNet(string dir, string solver, double guidance, int batch, int? latent, PipelineLoadOptions load)
     {
-        var unet = UNetLoader.Load(dir);
+        var unet = UNetLoader.Load(dir, dtype: load.Dtype, device: load.Device);
         return new UNetTarget(unet, Path.GetFileName(Path.GetFullPath(dir)), solver, guidance, batch, latent ?? unet.SampleSize);
     }
 
@@ -71,7 +81,7 @@ internal static class BenchTargets
         {
             var labels = Enumerable.Range(0, batch).Select(i => (long)(i % pipeline.NumLabels)).ToArray();
             using var scheduler = CreateScheduler();
-            return pipeline.Generate(scheduler, labels, seed: 0, steps, guidance, policy);
+            return ToHost(pipeline.Generate(scheduler, labels, seed: 0, steps, guidance, policy));
         }
 
         public override IProfileInputs ProfileInputs(int conditions, int seeds) =>
@@ -118,7 +128,7 @@ internal static class BenchTargets
                 Steps = steps, GuidanceScale = guidance, Seed = 0,
                 Height = _side * pipeline.VaeScaleFactor, Width = _side * pipeline.VaeScaleFactor,
             };
-            return pipeline.Generate(scheduler, call, policy);
+            return ToHost(pipeline.Generate(scheduler, call, policy));
         }
 
         public override int MaxProfileConditions => prompts.Count;
@@ -147,20 +157,29 @@ internal static class BenchTargets
             _guidance = guidance;
             _batch = batch;
             _side = side;
-            var g = new Generator(1234);
+            // Drawn in float32 by a CPU generator (the same values whatever the runtime options), then placed in the
+            // model's compute type on its device; size ids stay float32, as the sampler feeds them.
+            using var g = new Generator(1234);
+            var weight = unet.parameters().First();
+            var (dtype, device) = (weight.dtype, weight.device);
+            Tensor Random(long[] shape)
+            {
+                using var scope = NewDisposeScope();
+                return randn(shape, ScalarType.Float32, generator: g).to(dtype, device).MoveToOuterDisposeScope();
+            }
             if (unet.ContextDim is int d)
             {
-                _context = randn([batch, 77, d], generator: g).DetachFromDisposeScope();
-                _uncond = randn([batch, 77, d], generator: g).DetachFromDisposeScope();
+                _context = Random([batch, 77, d]);
+                _uncond = Random([batch, 77, d]);
             }
-            if (unet.NumClassEmbeds is int n) _labels = tensor(Enumerable.Range(0, batch).Select(i => (long)(i % n)).ToArray()).DetachFromDisposeScope();
+            if (unet.NumClassEmbeds is int n) _labels = tensor(Enumerable.Range(0, batch).Select(i => (long)(i % n)).ToArray(), device: device).DetachFromDisposeScope();
             if (unet is UNet2DConditionModel { PooledTextDim: int pooled })
             {
                 // SDXL: random pooled embeddings, and the size ids of an image of the latent's size, uncropped.
-                _textEmbeds = randn([batch, pooled], generator: g).DetachFromDisposeScope();
-                _uncondTextEmbeds = randn([batch, pooled], generator: g).DetachFromDisposeScope();
+                _textEmbeds = Random([batch, pooled]);
+                _uncondTextEmbeds = Random([batch, pooled]);
                 float px = side * 8f;
-                _timeIds = tensor(new[] { px, px, 0f, 0f, px, px }).unsqueeze(0).repeat(batch, 1).DetachFromDisposeScope();
+                _timeIds = tensor(new[] { px, px, 0f, 0f, px, px }, device: device).unsqueeze(0).repeat(batch, 1).DetachFromDisposeScope();
             }
         }
 
@@ -183,7 +202,7 @@ internal static class BenchTargets
                 ClassLabels = _labels, GuidanceScale = _guidance, Seed = 0,
                 TextEmbeds = _textEmbeds, UnconditionalTextEmbeds = _uncondTextEmbeds, TimeIds = _timeIds, UnconditionalTimeIds = _timeIds,
             };
-            return CachedSampling.Sample(_unet, scheduler, request, policy);
+            return ToHost(CachedSampling.Sample(_unet, scheduler, request, policy));
         }
 
         public override IProfileInputs ProfileInputs(int conditions, int seeds) =>

@@ -4,6 +4,7 @@ using DiffusionCache.Caching.Adaptive;
 using DiffusionCache.Caching.BlockCaching;
 using DiffusionCache.Caching.DeepCache;
 using DiffusionCache.Pipelines;
+using TorchSharp;
 
 namespace DiffusionCache.Cli.Commands;
 
@@ -101,6 +102,8 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
         schedule.Validate(pipeline.UNet, solverClass, steps);
         var adjustment = adjustmentPath is null ? null : ScaleShiftAdjustment.Load(adjustmentPath);
         adjustment?.Validate(schedule);
+        // Its weights stay float32 (it casts what it adds to the cached value's type), on the U-Net's device.
+        adjustment?.to(pipeline.UNet.parameters().First().device);
         string name = $"Block Caching{(schedule.Delta is double d ? $" δ={d:G3}" : "")} ({schedule.SkippedFraction:P0} of block evaluations skipped)" +
             (adjustment is null ? "" : " + scale-shift") + (forecastOrder > 0 ? $", Taylor order {forecastOrder}" : "");
         // The policies share the adjustment's weights (read-only at inference); the choice owns it.

@@ -32,14 +32,17 @@ internal static class EvalCommand
         var shard = ShardOption.Create();
         var output = new Option<string?>("--out") { Description = "with --shard: the folder for the partial result" };
         var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs, referenceImages, shard, output };
+        var runtime = new RuntimeOptions();
+        runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
         {
             var runs = parse.GetValue(configs) is string list
                 ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseRun).ToList()
                 : [new Run(parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(cache)!)];
             var sharding = new Sharding(ShardOption.Parse(parse.GetValue(shard)), parse.GetValue(output), parse.GetValue(referenceImages));
+            var load = runtime.Apply(parse);
             return Execute(parse.GetValue(model)!, parse.GetValue(classifier)!, runs, parse.GetValue(guidance), parse.GetValue(samples),
-                parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, sharding, cancel);
+                parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, sharding, load, cancel);
         })));
         return command;
     }
@@ -67,7 +70,7 @@ internal static class EvalCommand
     }
 
     private static int Execute(string modelDir, string classifierDir, IReadOnlyList<Run> runs, double guidance, int samples,
-        int batch, string? json, bool asList, Sharding sharding, CancellationToken cancel)
+        int batch, string? json, bool asList, Sharding sharding, PipelineLoadOptions load, CancellationToken cancel)
     {
         sharding.Validate(json);
         if (samples < 2) throw new DiffusionCacheException("need at least 2 samples");
@@ -77,7 +80,9 @@ internal static class EvalCommand
             throw new DiffusionCacheException($"{s.Count} shards for {items} sampling batches (configurations x batches): use at most {items} shards");
         var clock = Stopwatch.StartNew();
         using var classifier = ClassifierFolder.Load(DefaultPaths.Resolve(classifierDir));
-        using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
+        // Only the generating pipeline follows --device/--dtype: the metric network stays float32 on the CPU, so
+        // FID and accuracy are measured the same way whatever the samples were made with.
+        using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir), load);
         // Every run's solver, step count and cache is checked before any work.
         var caches = runs.Select(r =>
         {

@@ -4,14 +4,22 @@ using DiffusionCache.Parity;
 
 namespace DiffusionCache.Cli.Commands;
 
-/// <summary><c>diffcache parity DIR</c>: runs every case of a golden folder against our implementation.</summary>
+/// <summary><c>diffcache parity DIR</c>: runs every case of a golden folder against our implementation, in float32 on
+/// the CPU (the references are float32 and the tolerances tight); <c>--threads</c> is its only runtime option.</summary>
 internal static class ParityCommand
 {
     public static Command Create()
     {
         var dir = new Argument<string>("dir") { Description = "golden folder with a manifest.json (kind unet, schedulers, ...)" };
-        var command = new Command("parity", "check our implementation against a folder of reference results") { dir };
-        command.SetAction(parse => CommandRunner.Run(() => Execute(parse.GetValue(dir)!)));
+        var command = new Command("parity", "check our implementation against a folder of reference results; always float32 on the CPU " +
+            "(the references are float32 tensors compared at tight tolerances), so of the runtime options only --threads applies") { dir };
+        var runtime = new RuntimeOptions();
+        runtime.AddThreadsTo(command);
+        command.SetAction(parse => CommandRunner.Run(() =>
+        {
+            runtime.ApplyThreads(parse);
+            return Execute(parse.GetValue(dir)!);
+        }));
         return command;
     }
 

@@ -43,15 +43,19 @@ internal static class ProfileCommand
         {
             model, schedulerConfig, steps, conditions, seeds, guidance, targets, inputs, resolution, contextLength, prompts, output, shard,
         };
+        var runtime = new RuntimeOptions();
+        runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(new Args(
             parse.GetValue(model)!, parse.GetValue(schedulerConfig), parse.GetValue(steps), parse.GetValue(conditions),
             parse.GetValue(seeds), parse.GetValue(guidance), parse.GetValue(targets)!, parse.GetValue(inputs),
-            parse.GetValue(resolution), parse.GetValue(contextLength), parse.GetValue(prompts), parse.GetValue(output)!, ShardOption.Parse(parse.GetValue(shard))), cancel))));
+            parse.GetValue(resolution), parse.GetValue(contextLength), parse.GetValue(prompts), parse.GetValue(output)!, runtime.Apply(parse),
+            ShardOption.Parse(parse.GetValue(shard))), cancel))));
         return command;
     }
 
     private sealed record Args(string Model, string? SchedulerConfig, int Steps, int Conditions, int Seeds, double Guidance,
-        string Targets, string? Inputs, int? Resolution, int ContextLength, string? Prompts, string Out, Shard? Shard = null);
+        string Targets, string? Inputs, int? Resolution, int ContextLength, string? Prompts, string Out, PipelineLoadOptions Load,
+        Shard? Shard = null);
 
     private static int Execute(Args a, CancellationToken cancel)
     {
@@ -71,9 +75,9 @@ internal static class ProfileCommand
         using var schedulerJson = PythonJson.Parse(File.ReadAllBytes(schedulerPath));
 
         // A text-to-image folder profiles over prompts, so it needs its text encoder: the whole pipeline loads.
-        using var textToImage = TextToImagePipeline.IsTextToImageFolder(modelDir) ? TextToImagePipeline.Open(modelDir) : null;
+        using var textToImage = TextToImagePipeline.IsTextToImageFolder(modelDir) ? TextToImagePipeline.Open(modelDir, a.Load) : null;
         if (textToImage is null && a.Prompts is not null) throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder; {modelDir} is not one");
-        using var ownUNet = textToImage is null ? UNetLoader.Load(unetDir) : null;
+        using var ownUNet = textToImage is null ? UNetLoader.Load(unetDir, dtype: a.Load.Dtype, device: a.Load.Device) : null;
         var unet = textToImage?.UNet ?? ownUNet!;
         targets.Sites(unet);   // a model without such blocks is refused before any work
         using var profileInputs = textToImage is null ? Inputs(a, unet, modelDir, pipeline) : PromptInputs(a, textToImage);
@@ -99,8 +103,9 @@ internal static class ProfileCommand
         profile.SaveCsv(csv);
         ProfilePlot.Write(profile, png);
 
+        var (dtypeName, deviceName) = RuntimeOptions.Describe(a.Load);
         Console.WriteLine($"profile: {profile.Model}, {profile.Solver} {profile.NumInferenceSteps} steps, " +
-            $"{profile.NumConditions} conditions x {profile.NumSeeds} seeds, {profile.Blocks.Count} {profile.Targets} blocks");
+            $"{profile.NumConditions} conditions x {profile.NumSeeds} seeds, {profile.Blocks.Count} {profile.Targets} blocks ({dtypeName} on {deviceName})");
         Console.WriteLine($"conditions: {profile.Conditions}");
         var table = new Table().Border(TableBorder.Simple).AddColumn("block")
             .AddColumn(new TableColumn("mean L1_rel (k>=1)").RightAligned()).AddColumn(new TableColumn("max").RightAligned())
@@ -142,7 +147,7 @@ internal static class ProfileCommand
         }
         if (pipeline && HasLabelEncoder(modelDir))
         {
-            using var encoder = LatentPipelineFolder.LoadLabelEncoder(modelDir);
+            using var encoder = LatentPipelineFolder.LoadLabelEncoder(modelDir, a.Load.Dtype, a.Load.Device);
             return new ClassLabelProfileInputs(encoder, unet, a.Conditions, a.Seeds, a.Guidance, a.Resolution);
         }
         return new RandomContextProfileInputs(unet, a.Conditions, a.Seeds, a.Guidance, a.ContextLength, a.Resolution);

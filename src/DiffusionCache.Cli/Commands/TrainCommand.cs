@@ -17,8 +17,9 @@ using static TorchSharp.torch;
 
 namespace DiffusionCache.Cli.Commands;
 
-/// <summary><c>diffcache train vae|unet</c>: trains the embedded model's components on Fashion-MNIST. Runs resume
-/// from their last checkpoint; the finished component is written into the pipeline folder.</summary>
+/// <summary><c>diffcache train vae|unet|classifier</c>: trains the embedded model's components on Fashion-MNIST, in
+/// float32 on <c>--device</c>. Runs resume from their last checkpoint; the finished component is written into the
+/// pipeline folder.</summary>
 internal static class TrainCommand
 {
     public const string DefaultModel = "models/fashion-ldm";
@@ -51,7 +52,10 @@ internal static class TrainCommand
         return command;
     }
 
-    private sealed record Args(long Steps, int Batch, double LearningRate, string Model, string Checkpoints, long Seed, int Threads);
+    private sealed record Args(long Steps, int Batch, double LearningRate, string Model, string Checkpoints, long Seed, PipelineLoadOptions Load);
+
+    /// <summary>Why <c>--dtype</c> is fp32 only here.</summary>
+    internal const string Float32Training = "training keeps float32 weights, gradients and optimizer state; there is no mixed-precision training";
 
     private static Command Component(string name, string description, long steps, int batch, double lr, Func<Args, CancellationToken, int> run)
     {
@@ -61,13 +65,14 @@ internal static class TrainCommand
         var model = new Option<string>("--model") { Description = "pipeline folder to write", DefaultValueFactory = _ => DefaultModel };
         var checkpoints = new Option<string>("--checkpoints") { Description = "checkpoint folder (resumes from it)", DefaultValueFactory = _ => DefaultCheckpoints };
         var seed = new Option<long>("--seed") { Description = "seed of data order, noise and init", DefaultValueFactory = _ => 0 };
-        var threads = new Option<int>("--threads") { Description = "intra-op threads (0: libtorch's choice)", DefaultValueFactory = _ => 0 };
-        var command = new Command(name, description) { stepsOption, batchOption, lrOption, model, checkpoints, seed, threads };
+        var command = new Command(name, description) { stepsOption, batchOption, lrOption, model, checkpoints, seed };
+        var runtime = new RuntimeOptions(float32Only: Float32Training);
+        runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
         {
+            var load = runtime.Apply(parse);
             var a = new Args(parse.GetValue(stepsOption), parse.GetValue(batchOption), parse.GetValue(lrOption),
-                parse.GetValue(model)!, parse.GetValue(checkpoints)!, parse.GetValue(seed), parse.GetValue(threads));
-            if (a.Threads > 0) torch.set_num_threads(a.Threads);
+                parse.GetValue(model)!, parse.GetValue(checkpoints)!, parse.GetValue(seed), load);
             return run(a, cancel);
         })));
         return command;
@@ -79,7 +84,7 @@ internal static class TrainCommand
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
         string checkpoints = Path.Combine(a.Checkpoints, "vae");
         manual_seed(a.Seed);
-        using var vae = new AutoencoderKL(AutoencoderTraining.FashionConfig);
+        using var vae = Place(new AutoencoderKL(AutoencoderTraining.FashionConfig), a);
         var options = new TrainingOptions
         {
             CheckpointDir = checkpoints, TotalSteps = a.Steps, BatchSize = a.Batch, LearningRate = a.LearningRate,
@@ -111,7 +116,7 @@ internal static class TrainCommand
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         string checkpoints = Path.Combine(a.Checkpoints, "classifier");
         manual_seed(a.Seed);
-        using var model = new FashionClassifier();
+        using var model = Place(new FashionClassifier(), a);
         var options = new TrainingOptions
         {
             CheckpointDir = checkpoints, TotalSteps = a.Steps, BatchSize = a.Batch, LearningRate = a.LearningRate,
@@ -136,13 +141,13 @@ internal static class TrainCommand
         FashionMnist.EnsureInstalled();
         string checkpoints = Path.Combine(a.Checkpoints, "unet");
         Directory.CreateDirectory(checkpoints);
-        var (latents, labels) = TrainingLatents(vaeDir, Path.Combine(checkpoints, "latents.safetensors"));
+        var (latents, labels) = TrainingLatents(vaeDir, Path.Combine(checkpoints, "latents.safetensors"), a.Load.Device);
         using var _ = latents;
         using var __ = labels;
 
         manual_seed(a.Seed);
-        using var model = new ConditionedUNet(new UNet2DConditionModel(LatentDiffusionTraining.FashionConfig),
-            new LabelEncoder(LatentDiffusionTraining.FashionLabels));
+        using var model = Place(new ConditionedUNet(new UNet2DConditionModel(LatentDiffusionTraining.FashionConfig),
+            new LabelEncoder(LatentDiffusionTraining.FashionLabels)), a);
         var schedulerConfig = SchedulerConfig.FromJson(SchedulerJson);
         using var scheduler = SchedulerFactory.Create(schedulerConfig);
         var options = new TrainingOptions
@@ -164,19 +169,24 @@ internal static class TrainCommand
         return 0;
     }
 
+    /// <summary>The model, initialised on the CPU (the same weights for a seed on any device), moved to the
+    /// training device (training is float32: the options allow no other type).</summary>
+    private static T Place<T>(T model, Args a) where T : nn.Module => RuntimeOptions.Place(model, a.Load);
+
     /// <summary>The training set encoded once by the finished autoencoder (posterior means, scaled), cached beside
-    /// the checkpoints so that a resumed run trains on exactly the same latents.</summary>
-    private static (Tensor Latents, Tensor Labels) TrainingLatents(string vaeDir, string cache)
+    /// the checkpoints so that a resumed run trains on exactly the same latents; on the CPU, where the training
+    /// job's generator draws batches.</summary>
+    private static (Tensor Latents, Tensor Labels) TrainingLatents(string vaeDir, string cache, Device? device)
     {
         if (File.Exists(cache))
         {
             using var file = SafetensorsFile.Open(cache);
             return (file.Load("latents"), file.Load("labels"));
         }
-        using var vae = AutoencoderLoader.Load(vaeDir);
+        using var vae = AutoencoderLoader.Load(vaeDir, device: device);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
         using var means = AutoencoderTraining.EncodeMeans(vae, train.Images);
-        var latents = means * vae.ScalingFactor;
+        var latents = (means * vae.ScalingFactor).cpu();
         var labels = train.Labels.clone();
         SafetensorsWriter.Write(cache, [KeyValuePair.Create("latents", latents), KeyValuePair.Create("labels", labels)]);
         return (latents, labels);

@@ -6,6 +6,7 @@ using DiffusionCache.Cli.Reporting;
 using DiffusionCache.Pipelines;
 using DiffusionCache.Schedulers;
 using DiffusionCache.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace DiffusionCache.Cli.Commands;
@@ -30,8 +31,11 @@ internal static class TrainScaleShiftCommand
         var seed = new Option<long>("--seed") { Description = "seed of conditions and noise", DefaultValueFactory = _ => 0 };
         var command = new Command("scaleshift", "distil the Block Caching scale-shift adjustment for a schedule (student/teacher, Sec. 3.4)")
             { model, solver, denoisingSteps, schedule, output, steps, batch, lr, guidance, checkpoints, seed };
+        var runtime = new RuntimeOptions();
+        runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
         {
+            var load = runtime.Apply(parse);
             string modelDir = DefaultPaths.Resolve(parse.GetValue(model)!);
             string solverName = parse.GetValue(solver)!;
             int n = parse.GetValue(denoisingSteps);
@@ -40,24 +44,27 @@ internal static class TrainScaleShiftCommand
                 parse.GetValue(schedule) ?? Path.Combine(modelDir, "cache", $"schedule-{stem}.json"),
                 parse.GetValue(output) ?? Path.Combine(modelDir, "cache", $"scaleshift-{stem}.safetensors"),
                 parse.GetValue(checkpoints) ?? Path.Combine(TrainCommand.DefaultCheckpoints, $"scaleshift-{stem}"),
-                parse.GetValue(steps), parse.GetValue(batch), parse.GetValue(lr), parse.GetValue(guidance), parse.GetValue(seed), cancel);
+                parse.GetValue(steps), parse.GetValue(batch), parse.GetValue(lr), parse.GetValue(guidance), parse.GetValue(seed), load, cancel);
         })));
         return command;
     }
 
     private static int Execute(string modelDir, string solver, int denoisingSteps, string schedulePath, string output,
-        string checkpoints, long steps, int batch, double lr, double guidance, long seed, CancellationToken cancel)
+        string checkpoints, long steps, int batch, double lr, double guidance, long seed, PipelineLoadOptions load, CancellationToken cancel)
     {
         if (!File.Exists(schedulePath)) throw new DiffusionCacheException($"schedule {schedulePath} not found: write one with 'diffcache schedule'");
         if (batch < 1 || steps < 1) throw new DiffusionCacheException("--steps and --batch must be positive");
         if (!(guidance >= 0) || double.IsInfinity(guidance)) throw new DiffusionCacheException($"--guidance must be a finite number >= 0, got {guidance}");
-        using var pipeline = ClassConditionalPipeline.Load(modelDir);
+        // The frozen U-Net (student and teacher) runs in the options' compute type on their device; the adjustment
+        // trains in float32 beside it (it casts what it adds to the cached value's type).
+        using var pipeline = ClassConditionalPipeline.Load(modelDir, load);
         var solverConfig = Solvers.For(solver, pipeline.SchedulerConfig);
         var schedule = CacheSchedule.Load(schedulePath);
         schedule.Validate(pipeline.UNet, solverConfig.ClassName, denoisingSteps);
 
         manual_seed(seed);
         using var adjustment = ScaleShiftAdjustment.For(pipeline.UNet, schedule);
+        adjustment.to(pipeline.UNet.parameters().First().device);
         long conditions = pipeline.NumLabels * 100L;   // labels repeat; noise differs every time
         var options = new TrainingOptions
         {
@@ -84,6 +91,7 @@ internal static class TrainScaleShiftCommand
             ["guidance_scale"] = guidance.ToString("R", CultureInfo.InvariantCulture),
             ["optimizer_steps"] = steps.ToString(CultureInfo.InvariantCulture),
             ["batch"] = batch.ToString(CultureInfo.InvariantCulture),
+            ["unet_dtype"] = RuntimeOptions.Describe(load).Dtype,
         };
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(output))!);
         adjustment.Save(output);

@@ -146,8 +146,10 @@ public sealed class EvalFloors : IDisposable
         for (long i = 0; i < images.shape[0]; i += 500)
         {
             using var scope = NewDisposeScope();
-            using var posterior = pipeline.Vae.Encode(images.narrow(0, i, Math.Min(500, images.shape[0] - i)));
-            parts.Add(pipeline.Vae.Decode(posterior.Mode()).clamp(-1, 1).MoveToOuterDisposeScope());
+            // In the autoencoder's type on its device; back as float32 where the images were (the metric's side).
+            var weight = pipeline.Vae.parameters().First();
+            using var posterior = pipeline.Vae.Encode(images.narrow(0, i, Math.Min(500, images.shape[0] - i)).to(weight.dtype, weight.device));
+            parts.Add(pipeline.Vae.Decode(posterior.Mode()).to(ScalarType.Float32, images.device).clamp(-1, 1).MoveToOuterDisposeScope());
         }
         var all = cat(parts);
         foreach (var p in parts) p.Dispose();
@@ -361,10 +363,12 @@ public static class ShardedEvaluation
         var clock = Stopwatch.StartNew();
         using var scheduler = pipeline.CreateScheduler(config.Solver);
         using var cache = policy?.Invoke();
-        using var images = pipeline.Generate(scheduler, ids, seed: batch.Index, config.Steps, settings.Guidance, cache, cancel: cancel);
+        using var generated = pipeline.Generate(scheduler, ids, seed: batch.Index, config.Steps, settings.Guidance, cache, cancel: cancel);
         clock.Stop();
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
+        // The metric network keeps its own type and device (float32 on the CPU by default), whatever the pipeline runs in.
+        var images = generated.to(ScalarType.Float32, classifier.parameters().First().device);
         classifier.eval();
         var features = classifier.Features(images).to(ScalarType.Float32).cpu();
         using var labels = tensor(ids, device: images.device);

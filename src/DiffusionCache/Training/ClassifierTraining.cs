@@ -10,9 +10,10 @@ public static class ClassifierTraining
 {
     /// <summary>Trains <paramref name="model"/> in place. Resumes from a checkpoint in
     /// <see cref="TrainingOptions.CheckpointDir"/>.</summary>
-    /// <param name="model">The classifier to train.</param>
-    /// <param name="images">float32 [N, 1, 32, 32] in [-1, 1].</param>
-    /// <param name="labels">int64 [N] class labels in 0..9.</param>
+    /// <param name="model">The classifier to train, float32 on any device.</param>
+    /// <param name="images">float32 [N, 1, 32, 32] in [-1, 1]. Batches are drawn and augmented where the data lives
+    /// (the generator's draws too), then moved to the model's device.</param>
+    /// <param name="labels">int64 [N] class labels in 0..9, on the device of <paramref name="images"/>.</param>
     /// <param name="options">How to train.</param>
     /// <param name="progress">Receives a report after every step.</param>
     /// <param name="cancel">Stops after the current step, with a checkpoint saved, by throwing
@@ -22,31 +23,34 @@ public static class ClassifierTraining
         IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         var loop = new TrainingLoop(model, images.shape[0], options);
+        var device = model.parameters().First().device;
         return loop.Run((indices, generator) =>
         {
-            var x = images.index_select(0, indices);
-            var y = labels.index_select(0, indices);
+            var at = indices.to(images.device);
+            var x = images.index_select(0, at);
+            var y = labels.index_select(0, at);
             long b = x.shape[0];
-            var flip = (rand([b], generator: generator) < 0.5).view(b, 1, 1, 1);
+            var flip = (rand([b], generator: generator) < 0.5).view(b, 1, 1, 1).to(x.device);
             x = where(flip, x.flip(3), x);
             var shifts = randint(-1, 2, [2], generator: generator);
             x = x.roll([shifts[0].item<long>(), shifts[1].item<long>()], [2, 3]);
-            return nn.functional.cross_entropy(model.call(x), y);
+            return nn.functional.cross_entropy(model.call(x.to(device)), y.to(device));
         }, progress, cancel);
     }
 
-    /// <summary>Top-1 accuracy on labelled images.</summary>
+    /// <summary>Top-1 accuracy on labelled images (each batch is moved to the model's device).</summary>
     public static double Accuracy(FashionClassifier model, Tensor images, Tensor labels, int batch = 1000)
     {
         using var noGrad = no_grad();
         model.eval();
+        var device = model.parameters().First().device;
         long correct = 0;
         for (long i = 0; i < images.shape[0]; i += batch)
         {
             using var scope = NewDisposeScope();
             long n = Math.Min(batch, images.shape[0] - i);
-            var predicted = model.call(images.narrow(0, i, n)).argmax(1);
-            correct += (predicted == labels.narrow(0, i, n)).sum().item<long>();
+            var predicted = model.call(images.narrow(0, i, n).to(device)).argmax(1);
+            correct += (predicted == labels.narrow(0, i, n).to(device)).sum().item<long>();
         }
         return (double)correct / images.shape[0];
     }

@@ -62,11 +62,13 @@ public static class LatentDiffusionTraining
 
     /// <summary>Trains <paramref name="model"/> in place with the DDPM simple loss (DDPM Algorithm 1): x_t =
     /// sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε with t uniform over the training timesteps, MSE between the predicted and the
-    /// true ε. Noise is drawn on the CPU, so the model and data must be there. Resumes from a checkpoint in
-    /// <see cref="TrainingOptions.CheckpointDir"/>.</summary>
-    /// <param name="model">The U-Net and label encoder to train.</param>
-    /// <param name="latents">float32 [N, C, h, w] VAE latents, already multiplied by the VAE's scaling factor.</param>
-    /// <param name="labels">int64 [N] class labels in [0, NumLabels).</param>
+    /// true ε. Batches, label dropout, timesteps and noise are drawn where the data lives (the job's generator is a CPU
+    /// one), then moved to the model's device, so a run gives the same draws on any device. Resumes from a checkpoint
+    /// in <see cref="TrainingOptions.CheckpointDir"/>.</summary>
+    /// <param name="model">The U-Net and label encoder to train, float32 on any device.</param>
+    /// <param name="latents">float32 [N, C, h, w] VAE latents, already multiplied by the VAE's scaling factor, on the
+    /// CPU (where the job's generator draws).</param>
+    /// <param name="labels">int64 [N] class labels in [0, NumLabels), beside <paramref name="latents"/>.</param>
     /// <param name="alphasCumprod">ᾱ_t for every training timestep (the scheduler's <c>alphas_cumprod</c>).</param>
     /// <param name="options">How to train.</param>
     /// <param name="labelDropout">Probability in [0, 1] that a label is replaced by the null label, which teaches
@@ -87,6 +89,7 @@ public static class LatentDiffusionTraining
         try
         {
             var loop = new TrainingLoop(model, latents.shape[0], options);
+            var device = model.parameters().First().device;
             return loop.Run((indices, generator) =>
             {
                 var x0 = latents.index_select(0, indices);
@@ -97,8 +100,8 @@ public static class LatentDiffusionTraining
                 var t = randint(0, trainSteps, [b], generator: generator);
                 var noise = randn(x0.shape, generator: generator);
                 var xt = sqrtAlpha.index_select(0, t).view(b, 1, 1, 1) * x0 + sqrtOneMinus.index_select(0, t).view(b, 1, 1, 1) * noise;
-                var prediction = model.UNet.Forward(new UNetInput(xt, t, model.LabelEncoder.call(y)));
-                return nn.functional.mse_loss(prediction, noise);
+                var prediction = model.UNet.Forward(new UNetInput(xt.to(device), t.to(device), model.LabelEncoder.call(y.to(device))));
+                return nn.functional.mse_loss(prediction, noise.to(device));
             }, progress, cancel);
         }
         finally

@@ -89,10 +89,15 @@ public static class ScaleShiftDistillation
         var blocks = policy.Schedule.Blocks.ToHashSet(StringComparer.Ordinal);
         using var generation = NewDisposeScope();
         var p = unet.parameters().First();
-        var x = (randn([request.Batch, unet.InChannels, request.Height, request.Width], ScalarType.Float32, p.device, generator: generator)
-            * scheduler.InitNoiseSigma).DetachFromDisposeScope();
+        // x_T is drawn on the generator's device and moved (as diffusers' randn_tensor), so the job's CPU generator
+        // gives the same trajectories whatever device the U-Net runs on. A stochastic solver draws each step's noise
+        // on the sample's device: there, from a generator seeded by the job's.
+        var x = (randn([request.Batch, unet.InChannels, request.Height, request.Width], ScalarType.Float32, generator.device, generator: generator)
+            .to(p.device) * scheduler.InitNoiseSigma).DetachFromDisposeScope();
         var conditioning = DiffusionSampler.Conditioning(request, p.dtype, p.device);
-        var noise = StepNoise.FromGenerator(generator);
+        using var deviceGenerator = generator.device.type == p.device.type && generator.device.index == p.device.index ? null
+            : new Generator((ulong)randint(0, long.MaxValue, [1], generator: generator).item<long>(), p.device);
+        var noise = StepNoise.FromGenerator(deviceGenerator ?? generator);
         double total = 0;
         policy.BeginGeneration(request, timesteps);
         try
@@ -117,7 +122,10 @@ public static class ScaleShiftDistillation
                 using (unet.Seam.Attach(policy))
                 {
                     prediction = unet.Forward(input);
-                    var losses = blocks.Select(b => nn.functional.mse_loss(student.Outputs[b], teacher.Outputs[b])).ToList();
+                    // In float32 whatever the U-Net's compute type: a half-precision sum of squares loses the small
+                    // differences the adjustment learns from.
+                    var losses = blocks.Select(b => nn.functional.mse_loss(student.Outputs[b].to(ScalarType.Float32),
+                        teacher.Outputs[b].to(ScalarType.Float32))).ToList();
                     var loss = stack(losses).mean();
                     if (loss.requires_grad) loss.backward();   // steps where every block computes carry no gradient
                     total += loss.item<float>();

@@ -89,7 +89,9 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
     private readonly Tensor[] _pooled = [];
     private readonly Tensor? _uncondPooled, _timeIds;
 
-    /// <summary>Makes the contexts (or labels) up front, as float32 on the CPU.</summary>
+    /// <summary>Makes the contexts (or labels) up front, on the model's device: contexts and pooled embeddings in its
+    /// compute type, size ids in float32, labels int64. The random values are drawn in float32 from CPU generators,
+    /// so they are the same whatever device and type the model runs in.</summary>
     /// <param name="unet">The model; its context width, class count and sample size decide the inputs.</param>
     /// <param name="numConditions">P; at most the class count for class-embedding models, 1 for unconditional
     /// ones.</param>
@@ -112,20 +114,22 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
         if (Side < 1) throw new DiffusionCacheException($"resolution must be positive, got {Side}");
         if (unet.NumClassEmbeds is int n && numConditions > n)
             throw new DiffusionCacheException($"{unet.ClassName} has {n} classes: at most {n} conditions");
+        var weight = unet.parameters().First();
+        var (dtype, device) = (weight.dtype, weight.device);
         _labels = unet.NumClassEmbeds is null ? []
-            : [.. Enumerable.Range(0, numConditions).Select(p => tensor(new long[] { p }).DetachFromDisposeScope())];
+            : [.. Enumerable.Range(0, numConditions).Select(p => tensor(new long[] { p }, device: device).DetachFromDisposeScope())];
         if (unet.ContextDim is int d)
         {
-            _conditions = [.. Enumerable.Range(0, numConditions).Select(p => Context(p + 1, contextLength, d))];
-            _uncond = Context(0, contextLength, d);
+            _conditions = [.. Enumerable.Range(0, numConditions).Select(p => Context(p + 1, contextLength, d, dtype, device))];
+            _uncond = Context(0, contextLength, d, dtype, device);
             if (unet is UNet2DConditionModel { PooledTextDim: int pooled })
             {
                 // SDXL: pooled embeddings like the contexts (condition p: seed 1001+p, unconditional: 1000), and the
                 // size ids of an uncropped image of the latent's size.
-                _pooled = [.. Enumerable.Range(0, numConditions).Select(p => Pooled(1001 + p, pooled))];
-                _uncondPooled = Pooled(1000, pooled);
+                _pooled = [.. Enumerable.Range(0, numConditions).Select(p => Pooled(1001 + p, pooled, dtype, device))];
+                _uncondPooled = Pooled(1000, pooled, dtype, device);
                 float px = Side * 8f;
-                _timeIds = tensor(new[] { px, px, 0f, 0f, px, px }).unsqueeze(0).DetachFromDisposeScope();
+                _timeIds = tensor(new[] { px, px, 0f, 0f, px, px }, device: device).unsqueeze(0).DetachFromDisposeScope();
             }
             GuidanceScale = guidanceScale;
             Description = $"random N(0,1) contexts [1,{contextLength},{d}] (condition p: seed p+1, unconditional: seed 0), " +
@@ -153,16 +157,16 @@ public sealed class RandomContextProfileInputs : IProfileInputs, IDisposable
     /// <inheritdoc />
     public string Description { get; }
 
-    private static Tensor Context(long seed, int length, int dim)
-    {
-        using var generator = new Generator((ulong)seed);
-        return randn([1, length, dim], ScalarType.Float32, generator: generator).DetachFromDisposeScope();
-    }
+    private static Tensor Context(long seed, int length, int dim, ScalarType dtype, Device device) => Draw(seed, [1, length, dim], dtype, device);
 
-    private static Tensor Pooled(long seed, int dim)
+    private static Tensor Pooled(long seed, int dim, ScalarType dtype, Device device) => Draw(seed, [1, dim], dtype, device);
+
+    /// <summary>N(0,1) drawn in float32 by a CPU generator with <paramref name="seed"/>, then placed.</summary>
+    private static Tensor Draw(long seed, long[] shape, ScalarType dtype, Device device)
     {
+        using var scope = NewDisposeScope();
         using var generator = new Generator((ulong)seed);
-        return randn([1, dim], ScalarType.Float32, generator: generator).DetachFromDisposeScope();
+        return randn(shape, ScalarType.Float32, generator: generator).to(dtype, device).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />

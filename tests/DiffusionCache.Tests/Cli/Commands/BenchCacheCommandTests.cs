@@ -56,6 +56,32 @@ public sealed class BenchCacheCommandTests
         Assert.Equal(1000, deltas[1]);
     }
 
+    [Fact]
+    public void Runs_in_bf16_with_finite_figures_and_half_the_cache_memory()
+    {
+        using var dir = new TempFolder();
+        List<JsonElement> Rows(string name, params string[] runtime)
+        {
+            Assert.Equal(0, CliApp.Run(["bench-cache", "--model", TinyUNet, "--steps", "4", "--batch", "1", "--repeats", "1", "--deepcache", "2",
+                "--deltas", "100", "--profile-conditions", "1", "--out", dir.File(name), "--json", dir.File(name + ".json"), .. runtime]));
+            using var json = JsonDocument.Parse(File.ReadAllText(dir.File(name + ".json")));
+            return json.RootElement.EnumerateArray().Select(r => r.Clone()).ToList();
+        }
+        var fp32 = Rows("fp32");
+        var bf16 = Rows("bf16", "--dtype", "bf16", "--device", "cpu");
+        Assert.Equal(fp32.Select(r => r.GetProperty("name").GetString()), bf16.Select(r => r.GetProperty("name").GetString()));
+        foreach (var row in bf16)
+        {
+            Assert.True(row.GetProperty("latency_ms_per_image").GetDouble() > 0);
+            Assert.True(row.GetProperty("psnr").ValueKind == JsonValueKind.Null || double.IsFinite(row.GetProperty("psnr").GetDouble()));
+            Assert.True(double.IsFinite(row.GetProperty("ssim").GetDouble()));
+        }
+        // The caches hold the blocks' outputs in the model's type: bfloat16 halves them.
+        var deepcache = (fp32.Single(r => r.GetProperty("kind").GetString() == "deepcache"), bf16.Single(r => r.GetProperty("kind").GetString() == "deepcache"));
+        Assert.Equal(0.5, deepcache.Item2.GetProperty("cache_mb").GetDouble() / deepcache.Item1.GetProperty("cache_mb").GetDouble(), 6);
+        Assert.Contains("bf16 on cpu", File.ReadAllText(Path.Combine(dir.File("bf16"), "bench-cache.md")));
+    }
+
     [Theory]
     [InlineData("--deltas", "m")]
     [InlineData("--profile-conditions", "0")]
