@@ -12,8 +12,9 @@ using static TorchSharp.torch;
 
 namespace DiffusionCache.Cli.Commands;
 
-/// <summary><c>diffcache eval</c>: FID (in the metric classifier's feature space) and class accuracy of generated
-/// samples, next to the floors that say what "good" means here.</summary>
+/// <summary><c>diffcache eval</c>: FID and KID in two independent metric networks' feature spaces and class accuracy
+/// of generated samples, with bootstrap intervals and paired comparisons against the first configuration, next to
+/// the floors that say what "good" means here.</summary>
 internal static class EvalCommand
 {
     public static Command Create()
@@ -28,19 +29,26 @@ internal static class EvalCommand
         var json = new Option<string?>("--json") { Description = "also write the figures as JSON (an object; with --configs, a list)" };
         var cache = new Option<string>("--cache") { Description = "none, blockcache (the model's shipped schedule), blockcache:ss (with its scale-shift adjustment), deepcache[:N[:branch[:center:pow]]], or a schedule JSON file", DefaultValueFactory = _ => "none" };
         var configs = new Option<string?>("--configs") { Description = "several runs sharing one set of floors: solver:steps:cache,... (overrides --solver/--steps/--cache)" };
-        var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs };
+        var classifierB = new Option<string>("--classifier-b") { Description = "second metric network folder (an independent feature space)", DefaultValueFactory = _ => ClassifierFolder.SecondDefaultPath };
+        var bootstrap = new Option<int>("--bootstrap") { Description = "bootstrap replicates for the intervals (seed 0, 95 %)", DefaultValueFactory = _ => 200 };
+        var command = new Command("eval", "FID and KID in two feature spaces and class accuracy of generated samples, with intervals and floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs, classifierB, bootstrap };
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
         {
             var runs = parse.GetValue(configs) is string list
                 ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ParseRun).ToList()
                 : [new Run(parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(cache)!)];
+            var metrics = new Metrics(parse.GetValue(classifierB)!, new BootstrapOptions(parse.GetValue(bootstrap)));
+            metrics.Bootstrap.Validate();
             return Execute(parse.GetValue(model)!, parse.GetValue(classifier)!, runs, parse.GetValue(guidance), parse.GetValue(samples),
-                parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, cancel);
+                parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, cancel, metrics);
         })));
         return command;
     }
 
     private sealed record Run(string Solver, int Steps, string Cache);
+
+    /// <summary>The second feature space's network folder and how intervals are drawn.</summary>
+    private sealed record Metrics(string ClassifierB, BootstrapOptions Bootstrap);
 
     private static Run ParseRun(string text)
     {
@@ -51,10 +59,11 @@ internal static class EvalCommand
     }
 
     private static int Execute(string modelDir, string classifierDir, IReadOnlyList<Run> runs, double guidance, int samples,
-        int batch, string? json, bool asList, CancellationToken cancel)
+        int batch, string? json, bool asList, CancellationToken cancel, Metrics metrics)
     {
         var clock = Stopwatch.StartNew();
         using var classifier = ClassifierFolder.Load(DefaultPaths.Resolve(classifierDir));
+        using var classifierB = ClassifierFolder.LoadNetwork(DefaultPaths.Resolve(metrics.ClassifierB));
         using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir));
         // Every run's solver, step count and cache is checked before any work.
         var caches = runs.Select(r =>
@@ -64,7 +73,8 @@ internal static class EvalCommand
         }).ToList();
         try
         {
-            return Evaluate(modelDir, pipeline, classifier, runs, caches, guidance, samples, batch, json, asList, clock, cancel);
+            return Evaluate(modelDir, pipeline, classifier, runs, caches, guidance, samples, batch, json, asList, clock, cancel,
+                [new FeatureSpace("classifier", classifier), new FeatureSpace("resnet", classifierB)], metrics.Bootstrap);
         }
         finally
         {
@@ -74,27 +84,50 @@ internal static class EvalCommand
 
     private static int Evaluate(string modelDir, ClassConditionalPipeline pipeline, FashionClassifier classifier, IReadOnlyList<Run> runs,
         IReadOnlyList<CacheChoice> caches, double guidance, int samples, int batch, string? json, bool asList, Stopwatch clock,
-        CancellationToken cancel)
+        CancellationToken cancel, IReadOnlyList<FeatureSpace> spaces, BootstrapOptions bootstrap)
     {
         FashionMnist.EnsureInstalled();
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
 
-        using var testFeatures = SampleQuality.Features(classifier, test.Images);
-        using var reference = FeatureStatistics.Of(testFeatures);
-        double floorTrain, floorAutoencoder;
-        using (var trainFeatures = SampleQuality.Features(classifier, train.Images))
-        using (var trainStats = FeatureStatistics.Of(trainFeatures))
-            floorTrain = trainStats.FrechetDistance(reference);
-        using (var reconstructed = Reconstruct(pipeline, test.Images))
-        using (var recFeatures = SampleQuality.Features(classifier, reconstructed))
-        using (var recStats = FeatureStatistics.Of(recFeatures))
-            floorAutoencoder = recStats.FrechetDistance(reference);
-        double testAccuracy = ClassifierTraining.Accuracy(classifier, test.Images, test.Labels);
+        // Per space: the test set as reference, and the floors (FID on the whole train set; KID, unbiased at any N,
+        // on its first 2000 images).
+        var references = new List<ReferenceFeatures>();
+        var floors = new List<(double Fid, double Kid, double FidAutoencoder, double KidAutoencoder)>();
+        try
+        {
+            using var reconstructed = Reconstruct(pipeline, test.Images);
+            foreach (var space in spaces)
+            {
+                var reference = ReferenceFeatures.Of(space, test.Images);
+                references.Add(reference);
+                using var trainFeatures = space.Features(train.Images);
+                using var trainSubset = trainFeatures.narrow(0, 0, 2000);
+                using var recFeatures = space.Features(reconstructed);
+                floors.Add((reference.Fid(trainFeatures), reference.Kid(trainSubset), reference.Fid(recFeatures), reference.Kid(recFeatures)));
+            }
+            return EvaluateRuns(modelDir, pipeline, classifier, runs, caches, guidance, samples, batch, json, asList, clock, cancel,
+                spaces, references, floors, bootstrap, ClassifierTraining.Accuracy(classifier, test.Images, test.Labels));
+        }
+        finally
+        {
+            foreach (var r in references) r.Dispose();
+        }
+    }
 
-        var table = new Table().Border(TableBorder.Simple).AddColumn("samples").AddColumn(new TableColumn("class accuracy").RightAligned())
-            .AddColumn(new TableColumn("FID").RightAligned()).AddColumn(new TableColumn("sampling s").RightAligned());
+    private static int EvaluateRuns(string modelDir, ClassConditionalPipeline pipeline, FashionClassifier classifier, IReadOnlyList<Run> runs,
+        IReadOnlyList<CacheChoice> caches, double guidance, int samples, int batch, string? json, bool asList, Stopwatch clock,
+        CancellationToken cancel, IReadOnlyList<FeatureSpace> spaces, IReadOnlyList<ReferenceFeatures> references,
+        IReadOnlyList<(double Fid, double Kid, double FidAutoencoder, double KidAutoencoder)> floors, BootstrapOptions bootstrap,
+        double testAccuracy)
+    {
+        string pct = $"{bootstrap.Level * 100:0.#} %";
+        var table = new Table().Border(TableBorder.Simple).AddColumn("samples").AddColumn(new TableColumn($"class accuracy [{pct}]").RightAligned());
+        foreach (var space in spaces)
+            table.AddColumn(new TableColumn($"FID {space.Name} [{pct}]").RightAligned()).AddColumn(new TableColumn($"KID×10³ {space.Name} [{pct}]").RightAligned());
+        table.AddColumn(new TableColumn("sampling s").RightAligned());
         var results = new List<object>();
+        var reports = new List<(string Name, QualityReport Report)>();
         for (int i = 0; i < runs.Count; i++)
         {
             var (run, cache) = (runs[i], caches[i]);
@@ -105,29 +138,58 @@ internal static class EvalCommand
             QualityReport report;
             using (images)
             using (labels)
-                report = SampleQuality.Evaluate(classifier, images, labels, reference);
+                report = SampleQuality.Evaluate(classifier, spaces, references, images, labels, bootstrap);
             string name = $"{run.Solver}, {run.Steps} steps, guidance {guidance}, {cache.Name}";
-            table.AddRow(Markup.Escape(name), $"{report.ClassAccuracy:P2}", $"{report.Fid:0.000}", $"{sampling.Elapsed.TotalSeconds:0}");
-            Console.WriteLine($"{name}: class accuracy {report.ClassAccuracy:P2}, FID {report.Fid:0.000} ({samples} samples, {sampling.Elapsed.TotalSeconds:0} s)");
+            reports.Add((name, report));
+            table.AddRow([Markup.Escape(name), Percent(report.ClassAccuracy),
+                .. report.Spaces.SelectMany(s => new[] { s.Fid.ToString("0.000"), Scaled(s.Kid, 1e3).ToString("0.000") }),
+                $"{sampling.Elapsed.TotalSeconds:0}"]);
+            Console.WriteLine($"{name}: class accuracy {Percent(report.ClassAccuracy)}, " + string.Join(", ", report.Spaces.Select(s =>
+                $"{s.Space}: FID {s.Fid.ToString("0.000")}, KID×10³ {Scaled(s.Kid, 1e3).ToString("0.000")}")) +
+                $" ({samples} samples, {pct} intervals from {bootstrap.Replicates} bootstrap resamples; {sampling.Elapsed.TotalSeconds:0} s)");
+            QualityComparison? comparison = i == 0 ? null : SampleQuality.Compare(report, reports[0].Report);
+            if (comparison is not null) Console.WriteLine("  " + comparison.Describe(name, reports[0].Name, bootstrap.Level));
             results.Add(new
             {
                 model = modelDir, solver = run.Solver, steps = run.Steps, guidance, samples, batch, cache = cache.Name,
-                class_accuracy = report.ClassAccuracy, fid = report.Fid, fid_floor = floorTrain,
-                fid_floor_autoencoder = floorAutoencoder, classifier_test_accuracy = testAccuracy,
+                class_accuracy = report.ClassAccuracy.Estimate, class_accuracy_interval = Bounds(report.ClassAccuracy),
+                fid = report.Spaces[0].Fid.Estimate, fid_floor = floors[0].Fid,
+                fid_floor_autoencoder = floors[0].FidAutoencoder, classifier_test_accuracy = testAccuracy,
                 sampling_seconds = sampling.Elapsed.TotalSeconds,
+                bootstrap = new { replicates = bootstrap.Replicates, seed = bootstrap.Seed, level = bootstrap.Level },
+                spaces = report.Spaces.Select((s, k) => new
+                {
+                    space = s.Space, fid = s.Fid.Estimate, fid_interval = Bounds(s.Fid), kid = s.Kid.Estimate, kid_interval = Bounds(s.Kid),
+                    fid_floor = floors[k].Fid, kid_floor = floors[k].Kid, fid_floor_autoencoder = floors[k].FidAutoencoder,
+                    kid_floor_autoencoder = floors[k].KidAutoencoder,
+                }).ToList(),
+                versus_first = comparison is null ? null : new
+                {
+                    first = reports[0].Name, verdict = comparison.Verdict.ToString(), summary = comparison.Describe(name, reports[0].Name, bootstrap.Level),
+                    class_accuracy_difference = comparison.ClassAccuracy.Estimate, class_accuracy_difference_interval = Bounds(comparison.ClassAccuracy),
+                    differences = comparison.Differences.Select(d => new
+                    {
+                        space = d.Space, metric = d.Metric, difference = d.Difference.Estimate, interval = Bounds(d.Difference), verdict = d.Verdict.ToString(),
+                    }).ToList(),
+                },
             });
             if (json is not null)   // written after every run, so a long job's finished runs are kept
                 AtomicFile.WriteAllText(json, JsonSerializer.Serialize(asList ? results : results[0], new JsonSerializerOptions { WriteIndented = true }));
         }
-        table.AddRow("floor: train set vs test", "", $"{floorTrain:0.000}", "");
-        table.AddRow("floor: test through the autoencoder vs test", "", $"{floorAutoencoder:0.000}", "");
-        table.AddRow("classifier on the test set", $"{testAccuracy:P2}", "", "");
+        table.AddRow(["floor: train set vs test", "", .. floors.SelectMany(f => new[] { $"{f.Fid:0.000}", $"{f.Kid * 1e3:0.000}" }), ""]);
+        table.AddRow(["floor: test through the autoencoder vs test", "", .. floors.SelectMany(f => new[] { $"{f.FidAutoencoder:0.000}", $"{f.KidAutoencoder * 1e3:0.000}" }), ""]);
+        table.AddRow(["classifier on the test set", $"{testAccuracy:P2}", .. spaces.SelectMany(_ => new[] { "", "" }), ""]);
         AnsiConsole.Write(table);
-        Console.WriteLine("FID here is measured in the metric classifier's 256-d feature space, not Inception-FID.");
+        Console.WriteLine($"FID and KID are measured in the metric networks' feature spaces ({string.Join(", ", spaces.Select(s => s.Name))}), " +
+            "not Inception's; intervals: percentile bootstrap over the generated samples (reference fixed), Wilson for accuracy.");
         Console.WriteLine($"time: {clock.Elapsed.TotalSeconds:0} s");
         if (json is not null) Console.WriteLine($"wrote {json}");
         return 0;
     }
+
+    private static string Percent(Interval i) => $"{i.Estimate:P2} [{i.Lower * 100:0.00}, {i.Upper * 100:0.00}]";
+    private static Interval Scaled(Interval i, double factor) => new(i.Estimate * factor, i.Lower * factor, i.Upper * factor);
+    private static double[] Bounds(Interval i) => [i.Lower, i.Upper];
 
     private static Tensor Reconstruct(ClassConditionalPipeline pipeline, Tensor images)
     {
