@@ -90,8 +90,8 @@ internal static class EvalCommand
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
 
-        // Per space: the test set as reference, and the floors (FID on the whole train set; KID, unbiased at any N,
-        // on its first 2000 images).
+        // Per space: the test set as reference, and the floors (FID on the whole train set and reconstructed test set;
+        // KID, unbiased at any N, on the first 2000 images of each).
         var references = new List<ReferenceFeatures>();
         var floors = new List<(double Fid, double Kid, double FidAutoencoder, double KidAutoencoder)>();
         try
@@ -104,7 +104,8 @@ internal static class EvalCommand
                 using var trainFeatures = space.Features(train.Images);
                 using var trainSubset = trainFeatures.narrow(0, 0, 2000);
                 using var recFeatures = space.Features(reconstructed);
-                floors.Add((reference.Fid(trainFeatures), reference.Kid(trainSubset), reference.Fid(recFeatures), reference.Kid(recFeatures)));
+                using var recSubset = recFeatures.narrow(0, 0, 2000);
+                floors.Add((reference.Fid(trainFeatures), reference.Kid(trainSubset), reference.Fid(recFeatures), reference.Kid(recSubset)));
             }
             return EvaluateRuns(modelDir, pipeline, classifier, runs, caches, guidance, samples, batch, json, asList, clock, cancel,
                 spaces, references, floors, bootstrap, ClassifierTraining.Accuracy(classifier, test.Images, test.Labels));
