@@ -90,25 +90,28 @@ internal static class EvalCommand
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
 
-        // Per space: the test set as reference, and the floors (FID on the whole train set and reconstructed test set;
-        // KID, unbiased at any N, on the first 2000 images of each).
+        // Per space: the test set as reference. The floors (FID on the whole train set and the reconstructed test set;
+        // KID, unbiased at any N, on the first 2000 images of each) come after the runs, which matter more.
         var references = new List<ReferenceFeatures>();
-        var floors = new List<(double Fid, double Kid, double FidAutoencoder, double KidAutoencoder)>();
         try
         {
-            using var reconstructed = Reconstruct(pipeline, test.Images);
-            foreach (var space in spaces)
+            foreach (var space in spaces) references.Add(ReferenceFeatures.Of(space, test.Images));
+            Floors ComputeFloors()
             {
-                var reference = ReferenceFeatures.Of(space, test.Images);
-                references.Add(reference);
-                using var trainFeatures = space.Features(train.Images);
-                using var trainSubset = trainFeatures.narrow(0, 0, 2000);
-                using var recFeatures = space.Features(reconstructed);
-                using var recSubset = recFeatures.narrow(0, 0, 2000);
-                floors.Add((reference.Fid(trainFeatures), reference.Kid(trainSubset), reference.Fid(recFeatures), reference.Kid(recSubset)));
+                using var reconstructed = Reconstruct(pipeline, test.Images);
+                var perSpace = new List<SpaceFloor>();
+                for (int k = 0; k < spaces.Count; k++)
+                {
+                    using var trainFeatures = spaces[k].Features(train.Images);
+                    using var trainSubset = trainFeatures.narrow(0, 0, 2000);
+                    using var recFeatures = spaces[k].Features(reconstructed);
+                    using var recSubset = recFeatures.narrow(0, 0, 2000);
+                    perSpace.Add(new(references[k].Fid(trainFeatures), references[k].Kid(trainSubset), references[k].Fid(recFeatures), references[k].Kid(recSubset)));
+                }
+                return new Floors(perSpace, ClassifierTraining.Accuracy(classifier, test.Images, test.Labels));
             }
             return EvaluateRuns(modelDir, pipeline, classifier, runs, caches, guidance, samples, batch, json, asList, clock, cancel,
-                spaces, references, floors, bootstrap, ClassifierTraining.Accuracy(classifier, test.Images, test.Labels));
+                spaces, references, ComputeFloors, bootstrap);
         }
         finally
         {
@@ -116,18 +119,22 @@ internal static class EvalCommand
         }
     }
 
+    private sealed record SpaceFloor(double Fid, double Kid, double FidAutoencoder, double KidAutoencoder);
+    private sealed record Floors(IReadOnlyList<SpaceFloor> PerSpace, double TestAccuracy);
+
     private static int EvaluateRuns(string modelDir, ClassConditionalPipeline pipeline, FashionClassifier classifier, IReadOnlyList<Run> runs,
         IReadOnlyList<CacheChoice> caches, double guidance, int samples, int batch, string? json, bool asList, Stopwatch clock,
         CancellationToken cancel, IReadOnlyList<FeatureSpace> spaces, IReadOnlyList<ReferenceFeatures> references,
-        IReadOnlyList<(double Fid, double Kid, double FidAutoencoder, double KidAutoencoder)> floors, BootstrapOptions bootstrap,
-        double testAccuracy)
+        Func<Floors> computeFloors, BootstrapOptions bootstrap)
     {
         string pct = $"{bootstrap.Level * 100:0.#} %";
-        var table = new Table().Border(TableBorder.Simple).AddColumn("samples").AddColumn(new TableColumn($"class accuracy [{pct}]").RightAligned());
+        // Cells hold brackets (intervals), which Spectre would read as markup: every cell and header is escaped.
+        var table = new Table().Border(TableBorder.Simple).AddColumn("samples").AddColumn(new TableColumn(Markup.Escape($"class accuracy [{pct}]")).RightAligned());
         foreach (var space in spaces)
-            table.AddColumn(new TableColumn($"FID {space.Name} [{pct}]").RightAligned()).AddColumn(new TableColumn($"KID×10³ {space.Name} [{pct}]").RightAligned());
+            table.AddColumn(new TableColumn(Markup.Escape($"FID {space.Name} [{pct}]")).RightAligned())
+                .AddColumn(new TableColumn(Markup.Escape($"KID×10³ {space.Name} [{pct}]")).RightAligned());
         table.AddColumn(new TableColumn("sampling s").RightAligned());
-        var results = new List<object>();
+        var results = new List<Func<Floors?, object>>();
         var reports = new List<(string Name, QualityReport Report)>();
         for (int i = 0; i < runs.Count; i++)
         {
@@ -142,7 +149,7 @@ internal static class EvalCommand
                 report = SampleQuality.Evaluate(classifier, spaces, references, images, labels, bootstrap);
             string name = $"{run.Solver}, {run.Steps} steps, guidance {guidance}, {cache.Name}";
             reports.Add((name, report));
-            table.AddRow([Markup.Escape(name), Percent(report.ClassAccuracy),
+            AddRow(table, [name, Percent(report.ClassAccuracy),
                 .. report.Spaces.SelectMany(s => new[] { s.Fid.ToString("0.000"), Scaled(s.Kid, 1e3).ToString("0.000") }),
                 $"{sampling.Elapsed.TotalSeconds:0}"]);
             Console.WriteLine($"{name}: class accuracy {Percent(report.ClassAccuracy)}, " + string.Join(", ", report.Spaces.Select(s =>
@@ -150,19 +157,20 @@ internal static class EvalCommand
                 $" ({samples} samples, {pct} intervals from {bootstrap.Replicates} bootstrap resamples; {sampling.Elapsed.TotalSeconds:0} s)");
             QualityComparison? comparison = i == 0 ? null : SampleQuality.Compare(report, reports[0].Report);
             if (comparison is not null) Console.WriteLine("  " + comparison.Describe(name, reports[0].Name, bootstrap.Level));
-            results.Add(new
+            double seconds = sampling.Elapsed.TotalSeconds;
+            results.Add(floors => new
             {
                 model = modelDir, solver = run.Solver, steps = run.Steps, guidance, samples, batch, cache = cache.Name,
                 class_accuracy = report.ClassAccuracy.Estimate, class_accuracy_interval = Bounds(report.ClassAccuracy),
-                fid = report.Spaces[0].Fid.Estimate, fid_floor = floors[0].Fid,
-                fid_floor_autoencoder = floors[0].FidAutoencoder, classifier_test_accuracy = testAccuracy,
-                sampling_seconds = sampling.Elapsed.TotalSeconds,
+                fid = report.Spaces[0].Fid.Estimate, fid_floor = floors?.PerSpace[0].Fid,
+                fid_floor_autoencoder = floors?.PerSpace[0].FidAutoencoder, classifier_test_accuracy = floors?.TestAccuracy,
+                sampling_seconds = seconds,
                 bootstrap = new { replicates = bootstrap.Replicates, seed = bootstrap.Seed, level = bootstrap.Level },
                 spaces = report.Spaces.Select((s, k) => new
                 {
                     space = s.Space, fid = s.Fid.Estimate, fid_interval = Bounds(s.Fid), kid = s.Kid.Estimate, kid_interval = Bounds(s.Kid),
-                    fid_floor = floors[k].Fid, kid_floor = floors[k].Kid, fid_floor_autoencoder = floors[k].FidAutoencoder,
-                    kid_floor_autoencoder = floors[k].KidAutoencoder,
+                    fid_floor = floors?.PerSpace[k].Fid, kid_floor = floors?.PerSpace[k].Kid,
+                    fid_floor_autoencoder = floors?.PerSpace[k].FidAutoencoder, kid_floor_autoencoder = floors?.PerSpace[k].KidAutoencoder,
                 }).ToList(),
                 versus_first = comparison is null ? null : new
                 {
@@ -174,12 +182,14 @@ internal static class EvalCommand
                     }).ToList(),
                 },
             });
-            if (json is not null)   // written after every run, so a long job's finished runs are kept
-                AtomicFile.WriteAllText(json, JsonSerializer.Serialize(asList ? results : results[0], new JsonSerializerOptions { WriteIndented = true }));
+            WriteJson(json, results, null, asList);   // after every run (floors still null), so a long job's finished runs are kept
         }
-        table.AddRow(["floor: train set vs test", "", .. floors.SelectMany(f => new[] { $"{f.Fid:0.000}", $"{f.Kid * 1e3:0.000}" }), ""]);
-        table.AddRow(["floor: test through the autoencoder vs test", "", .. floors.SelectMany(f => new[] { $"{f.FidAutoencoder:0.000}", $"{f.KidAutoencoder * 1e3:0.000}" }), ""]);
-        table.AddRow(["classifier on the test set", $"{testAccuracy:P2}", .. spaces.SelectMany(_ => new[] { "", "" }), ""]);
+        var computed = computeFloors();
+        WriteJson(json, results, computed, asList);
+        var floorList = computed.PerSpace;
+        AddRow(table, ["floor: train set vs test", "", .. floorList.SelectMany(f => new[] { $"{f.Fid:0.000}", $"{f.Kid * 1e3:0.000}" }), ""]);
+        AddRow(table, ["floor: test through the autoencoder vs test", "", .. floorList.SelectMany(f => new[] { $"{f.FidAutoencoder:0.000}", $"{f.KidAutoencoder * 1e3:0.000}" }), ""]);
+        AddRow(table, ["classifier on the test set", $"{computed.TestAccuracy:P2}", .. spaces.SelectMany(_ => new[] { "", "" }), ""]);
         AnsiConsole.Write(table);
         Console.WriteLine($"FID and KID are measured in the metric networks' feature spaces ({string.Join(", ", spaces.Select(s => s.Name))}), " +
             "not Inception's; intervals: percentile bootstrap over the generated samples (reference fixed), Wilson for accuracy.");
@@ -188,6 +198,14 @@ internal static class EvalCommand
         return 0;
     }
 
+    private static void WriteJson(string? json, List<Func<Floors?, object>> results, Floors? floors, bool asList)
+    {
+        if (json is null) return;
+        var objects = results.Select(r => r(floors)).ToList();
+        AtomicFile.WriteAllText(json, JsonSerializer.Serialize(asList ? objects : objects[0], new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    private static void AddRow(Table table, string[] cells) => table.AddRow(cells.Select(Markup.Escape).ToArray());
     private static string Percent(Interval i) => $"{i.Estimate:P2} [{i.Lower * 100:0.00}, {i.Upper * 100:0.00}]";
     private static Interval Scaled(Interval i, double factor) => new(i.Estimate * factor, i.Lower * factor, i.Upper * factor);
     private static double[] Bounds(Interval i) => [i.Lower, i.Upper];

@@ -47,7 +47,7 @@ internal static class TrainCommand
         command.Subcommands.Add(Component("vae", "train the autoencoder (32x32x1 -> 8x8x4)", 3000, 64, 1e-3, TrainVae));
         command.Subcommands.Add(Component("classifier", "train the metric network (FID features, class accuracy)", 2400, 128, 2e-3, TrainClassifier));
         command.Subcommands.Add(Component("classifier-b", "train the second metric network (pre-activation ResNet with BatchNorm; the second feature space of FID/KID)",
-            1800, 64, 2e-3, TrainClassifierB, seed: 1));
+            1200, 64, 2e-3, TrainClassifierB, seed: 1));
         command.Subcommands.Add(Component("unet", "train the class-conditional latent U-Net and label encoder", 6000, 128, 2e-4, TrainUNet));
         command.Subcommands.Add(TrainScaleShiftCommand.Create());
         return command;

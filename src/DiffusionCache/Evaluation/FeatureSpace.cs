@@ -63,7 +63,9 @@ public sealed class ReferenceFeatures : IDisposable
     /// <summary>Reference statistics of precomputed features [M, D], M &gt;= 2 (copied to float64).</summary>
     public static ReferenceFeatures Of(string space, Tensor features)
     {
-        var f = features.to(ScalarType.Float64).detach().clone();
+        Tensor f;
+        using (var scope = NewDisposeScope())
+            f = features.detach().to(ScalarType.Float64).clone().MoveToOuterDisposeScope();
         try
         {
             return new ReferenceFeatures(space, f, FeatureStatistics.Of(f), KernelDistance.OffDiagonalMean(f));
