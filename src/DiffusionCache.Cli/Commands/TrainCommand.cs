@@ -47,6 +47,8 @@ internal static class TrainCommand
         var command = new Command("train", "train the embedded model's components on Fashion-MNIST (resumable)");
         command.Subcommands.Add(Component("vae", "train the autoencoder (32x32x1 -> 8x8x4)", 3000, 64, 1e-3, TrainVae));
         command.Subcommands.Add(Component("classifier", "train the metric network (FID features, class accuracy)", 2400, 128, 2e-3, TrainClassifier));
+        command.Subcommands.Add(Component("classifier-b", "train the second metric network (pre-activation ResNet with BatchNorm; the second feature space of FID/KID)",
+            1200, 64, 2e-3, TrainClassifierB, seed: 1));
         command.Subcommands.Add(Component("unet", "train the class-conditional latent U-Net and label encoder", 6000, 128, 2e-4, TrainUNet));
         command.Subcommands.Add(TrainScaleShiftCommand.Create());
         return command;
@@ -57,22 +59,23 @@ internal static class TrainCommand
     /// <summary>Why <c>--dtype</c> is fp32 only here.</summary>
     internal const string Float32Training = "training keeps float32 weights, gradients and optimizer state; there is no mixed-precision training";
 
-    private static Command Component(string name, string description, long steps, int batch, double lr, Func<Args, CancellationToken, int> run)
+    private static Command Component(string name, string description, long steps, int batch, double lr, Func<Args, CancellationToken, int> run,
+        long seed = 0)
     {
         var stepsOption = new Option<long>("--steps") { Description = "total optimizer steps", DefaultValueFactory = _ => steps };
         var batchOption = new Option<int>("--batch") { Description = "batch size", DefaultValueFactory = _ => batch };
         var lrOption = new Option<double>("--lr") { Description = "peak learning rate (AdamW)", DefaultValueFactory = _ => lr };
         var model = new Option<string>("--model") { Description = "pipeline folder to write", DefaultValueFactory = _ => DefaultModel };
         var checkpoints = new Option<string>("--checkpoints") { Description = "checkpoint folder (resumes from it)", DefaultValueFactory = _ => DefaultCheckpoints };
-        var seed = new Option<long>("--seed") { Description = "seed of data order, noise and init", DefaultValueFactory = _ => 0 };
-        var command = new Command(name, description) { stepsOption, batchOption, lrOption, model, checkpoints, seed };
+        var seedOption = new Option<long>("--seed") { Description = "seed of data order, noise and init", DefaultValueFactory = _ => seed };
+        var command = new Command(name, description) { stepsOption, batchOption, lrOption, model, checkpoints, seedOption };
         var runtime = new RuntimeOptions(float32Only: Float32Training);
         runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
         {
             var load = runtime.Apply(parse);
             var a = new Args(parse.GetValue(stepsOption), parse.GetValue(batchOption), parse.GetValue(lrOption),
-                parse.GetValue(model)!, parse.GetValue(checkpoints)!, parse.GetValue(seed), load);
+                parse.GetValue(model)!, parse.GetValue(checkpoints)!, parse.GetValue(seedOption), load);
             return run(a, cancel);
         })));
         return command;
@@ -109,28 +112,39 @@ internal static class TrainCommand
         return 0;
     }
 
-    private static int TrainClassifier(Args a, CancellationToken cancel)
+    private static int TrainClassifier(Args a, CancellationToken cancel) =>
+        TrainMetric(a, "classifier", () => new FashionClassifier(), ClassifierFolder.DefaultPath, cancel);
+
+    private static int TrainClassifierB(Args a, CancellationToken cancel) =>
+        TrainMetric(a, "classifier-b", () => new FashionResNet(), ClassifierFolder.SecondDefaultPath, cancel);
+
+    /// <summary>Trains a metric network (seeded before <paramref name="create"/> builds it, so its init follows
+    /// --seed) with the shared loop, copies the EMA in, recalibrates BatchNorm statistics (if any) on the first 5000
+    /// training images, and writes it to --model (default: <paramref name="defaultOutput"/>).</summary>
+    private static int TrainMetric(Args a, string name, Func<MetricNetwork> create, string defaultOutput, CancellationToken cancel)
     {
         FashionMnist.EnsureInstalled();
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
-        string checkpoints = Path.Combine(a.Checkpoints, "classifier");
+        string checkpoints = Path.Combine(a.Checkpoints, name);
         manual_seed(a.Seed);
-        using var model = Place(new FashionClassifier(), a);
+        using var model = Place(create(), a);
         var options = new TrainingOptions
         {
             CheckpointDir = checkpoints, TotalSteps = a.Steps, BatchSize = a.Batch, LearningRate = a.LearningRate,
             Seed = a.Seed, EmaDecay = 0.998, CheckpointEvery = 300, WarmupSteps = 100, WeightDecay = 1e-4,
         };
         var clock = Stopwatch.StartNew();
-        using var ema = ProgressView.Run("classifier", a.Steps, p =>
+        using var ema = ProgressView.Run(name, a.Steps, p =>
             ClassifierTraining.Train(model, train.Images, train.Labels, options, ProgressView.ForTraining(p), cancel));
         ema.CopyTo(model);
+        using (var calibration = train.Images.narrow(0, 0, 5000))
+            ClassifierTraining.RecalibrateBatchNorm(model, calibration);
         double accuracy = ClassifierTraining.Accuracy(model, test.Images, test.Labels);
-        string output = a.Model == DefaultModel ? ClassifierFolder.DefaultPath : a.Model;
+        string output = a.Model == DefaultModel ? defaultOutput : a.Model;
         ClassifierFolder.Save(output, model);
-        LossCurve.Write(Path.Combine(checkpoints, "log.csv"), Path.Combine(checkpoints, "loss.png"), "classifier training loss");
-        Console.WriteLine($"classifier: {a.Steps} steps, test accuracy {accuracy:P2}; wrote {output} ({clock.Elapsed:hh\\:mm\\:ss} this run)");
+        LossCurve.Write(Path.Combine(checkpoints, "log.csv"), Path.Combine(checkpoints, "loss.png"), $"{name} training loss");
+        Console.WriteLine($"{name}: {a.Steps} steps, test accuracy {accuracy:P2}; wrote {output} ({clock.Elapsed:hh\\:mm\\:ss} this run)");
         return 0;
     }
 

@@ -13,7 +13,7 @@ namespace DiffusionCache.Evaluation;
 /// feature layer and the 10-way classifier. FID is computed on the 256-d penultimate features: it is FID in this
 /// network's feature space, not Inception-FID, so its values compare only with each other.
 /// </summary>
-public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
+public sealed class FashionClassifier : MetricNetwork
 {
     /// <summary>Width of the penultimate features that FID is computed on.</summary>
     public const int FeatureDim = 256;
@@ -56,8 +56,11 @@ public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
         return _head.call(dropped);
     }
 
+    /// <inheritdoc/>
+    public override int FeatureSize => FeatureDim;
+
     /// <summary>The penultimate features [B, 256] (after SiLU), used for FID.</summary>
-    public Tensor Features(Tensor images)
+    public override Tensor Features(Tensor images)
     {
         using var scope = NewDisposeScope();
         var h = _features.call(images).mean([2, 3]);
@@ -73,4 +76,7 @@ public sealed class FashionClassifier : nn.Module<Tensor, Tensor>
         ["num_classes"] = NumClasses,
         ["input"] = "32x32x1 in [-1, 1]",
     }, new JsonSerializerOptions { WriteIndented = true });
+
+    /// <inheritdoc/>
+    public override string ToConfigJson() => ConfigJson;
 }

@@ -14,6 +14,8 @@ public sealed class FeatureStatistics : IDisposable
     /// <summary>N, the number of feature vectors.</summary>
     public long Count { get; }
 
+    private Tensor? _sqrtCovariance;
+
     private FeatureStatistics(Tensor mean, Tensor covariance, long count)
     {
         Mean = mean;
@@ -51,13 +53,37 @@ public sealed class FeatureStatistics : IDisposable
         return new FeatureStatistics(mean.MoveToOuterDisposeScope(), cov.MoveToOuterDisposeScope(), f.shape[0]);
     }
 
+    /// <summary>The statistics of a resample of a feature set given by multiplicities (a bootstrap resample: row i
+    /// drawn <paramref name="counts"/>[i] times): the same as <see cref="Of(Tensor)"/> on the resample with its
+    /// duplicate rows written out, without building it.</summary>
+    /// <param name="features">[N, D].</param>
+    /// <param name="counts">[N], non-negative integers (any float or integer type) summing to at least 2.</param>
+    /// <exception cref="DiffusionCacheException">Shapes do not fit or the counts sum to less than 2.</exception>
+    public static FeatureStatistics Of(Tensor features, Tensor counts)
+    {
+        if (features.dim() != 2 || counts.dim() != 1 || counts.shape[0] != features.shape[0])
+            throw new DiffusionCacheException("resampled feature statistics need [N, D] features and [N] counts");
+        using var scope = NewDisposeScope();
+        var f = features.to(ScalarType.Float64);
+        var w = counts.to(ScalarType.Float64, f.device);
+        double n = w.sum().item<double>();
+        if (n < 2) throw new DiffusionCacheException("feature statistics need at least 2 samples");
+        var mean = w.matmul(f) / n;
+        var centered = f - mean;
+        var cov = (centered * w.unsqueeze(1)).t().matmul(centered) / (n - 1);
+        return new FeatureStatistics(mean.MoveToOuterDisposeScope(), cov.MoveToOuterDisposeScope(), (long)Math.Round(n));
+    }
+
     /// <summary>Tr((S1 S2)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric PSD
-    /// matrix S1^(1/2) S2 S1^(1/2), which has the same spectrum and avoids a non-symmetric matrix square root.</summary>
+    /// matrix S1^(1/2) S2 S1^(1/2), which has the same spectrum and avoids a non-symmetric matrix square root.
+    /// S1^(1/2) (this instance's) is computed once and kept, so call it on the fixed reference statistics when
+    /// comparing many sample sets against them.</summary>
     public double FrechetDistance(FeatureStatistics other)
     {
         using var scope = NewDisposeScope();
         var diff = (Mean - other.Mean).pow(2).sum().item<double>();
-        var sqrt1 = SymmetricSqrt(Covariance);
+        _sqrtCovariance ??= SymmetricSqrt(Covariance).DetachFromDisposeScope();
+        var sqrt1 = _sqrtCovariance;
         var middle = sqrt1.matmul(other.Covariance).matmul(sqrt1);
         middle = (middle + middle.t()) / 2;
         var traceSqrt = linalg.eigvalsh(middle).clamp_min(0).sqrt().sum().item<double>();
@@ -75,5 +101,6 @@ public sealed class FeatureStatistics : IDisposable
     {
         Mean.Dispose();
         Covariance.Dispose();
+        _sqrtCovariance?.Dispose();
     }
 }

@@ -340,7 +340,7 @@ public sealed class EvalShard : IDisposable
 /// <summary>
 /// Evaluation split into work items that merge exactly: each sampling batch (seeded by its index) yields its
 /// samples' features and correct count; the figures of a configuration are computed from its batches' features
-/// concatenated in batch order (<see cref="FeatureStatistics.Of"/>) and the summed counts, by the same code in a
+/// concatenated in batch order (<see cref="FeatureStatistics.Of(Tensor)"/>) and the summed counts, by the same code in a
 /// single-process run and in a merge.
 /// </summary>
 public static class ShardedEvaluation

@@ -4,8 +4,8 @@ using static TorchSharp.torch;
 
 namespace DiffusionCache.Training;
 
-/// <summary>Trains the metric network (<see cref="FashionClassifier"/>): cross-entropy with random horizontal
-/// flips and one-pixel shifts as augmentation.</summary>
+/// <summary>Trains a metric network (<see cref="FashionClassifier"/>, <see cref="FashionResNet"/>): cross-entropy
+/// with random horizontal flips and one-pixel shifts as augmentation.</summary>
 public static class ClassifierTraining
 {
     /// <summary>Trains <paramref name="model"/> in place. Resumes from a checkpoint in
@@ -19,7 +19,7 @@ public static class ClassifierTraining
     /// <param name="cancel">Stops after the current step, with a checkpoint saved, by throwing
     /// <see cref="OperationCanceledException"/>.</param>
     /// <returns>The EMA of the weights, which the caller owns and disposes.</returns>
-    public static ExponentialMovingAverage Train(FashionClassifier model, Tensor images, Tensor labels, TrainingOptions options,
+    public static ExponentialMovingAverage Train(MetricNetwork model, Tensor images, Tensor labels, TrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         var loop = new TrainingLoop(model, images.shape[0], options);
@@ -39,7 +39,7 @@ public static class ClassifierTraining
     }
 
     /// <summary>Top-1 accuracy on labelled images (each batch is moved to the model's device).</summary>
-    public static double Accuracy(FashionClassifier model, Tensor images, Tensor labels, int batch = 1000)
+    public static double Accuracy(MetricNetwork model, Tensor images, Tensor labels, int batch = 1000)
     {
         using var noGrad = no_grad();
         model.eval();
@@ -53,5 +53,42 @@ public static class ClassifierTraining
             correct += (predicted == labels.narrow(0, i, n).to(device)).sum().item<long>();
         }
         return (double)correct / images.shape[0];
+    }
+
+    /// <summary>
+    /// Sets every BatchNorm layer's running statistics to the average of its batch statistics over
+    /// <paramref name="images"/> (in order, <paramref name="batch"/> at a time, no augmentation, no gradients), then
+    /// puts the model in eval mode. Needed after <see cref="ExponentialMovingAverage.CopyTo"/>: the running statistics
+    /// were gathered for the live weights, not the averaged ones. Deterministic; a model without BatchNorm is only
+    /// put in eval mode.
+    /// </summary>
+    /// <param name="model">The network, with its final weights.</param>
+    /// <param name="images">Training images [N, 1, 32, 32] in [-1, 1] (e.g. the first 5000).</param>
+    /// <param name="batch">Images per batch.</param>
+    public static void RecalibrateBatchNorm(nn.Module<Tensor, Tensor> model, Tensor images, int batch = 500)
+    {
+        var norms = model.modules().OfType<TorchSharp.Modules.BatchNorm2d>().ToList();
+        if (norms.Count > 0)
+        {
+            using var noGrad = no_grad();
+            var saved = norms.Select(n => n.momentum).ToList();
+            model.train();
+            try
+            {
+                int k = 0;
+                for (long i = 0; i < images.shape[0]; i += batch, k++)
+                {
+                    // momentum 1/(k+1) makes the running statistics the plain mean of the k+1 batches' statistics
+                    foreach (var n in norms) n.momentum = 1.0 / (k + 1);
+                    using var scope = NewDisposeScope();
+                    model.call(images.narrow(0, i, Math.Min(batch, images.shape[0] - i)));
+                }
+            }
+            finally
+            {
+                for (int i = 0; i < norms.Count; i++) norms[i].momentum = saved[i];
+            }
+        }
+        model.eval();
     }
 }

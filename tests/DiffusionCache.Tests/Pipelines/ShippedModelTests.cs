@@ -45,4 +45,17 @@ public class ShippedModelTests
         using var logits = classifier.call(zeros(2, 1, 32, 32));
         Assert.Equal([2L, 10], logits.shape);
     }
+
+    [Fact]
+    public void SecondMetricNetworkLoads()
+    {
+        string dir = Repository.Path("models", "fashion-resnet");
+        using var network = ClassifierFolder.LoadNetwork(dir);
+        Assert.IsType<FashionResNet>(network);
+        Assert.InRange(new FileInfo(Path.Combine(dir, "model.safetensors")).Length, 1, 3_000_000);
+        using var features = network.Features(zeros(2, 1, 32, 32));
+        Assert.Equal([2L, FashionResNet.FeatureDim], features.shape);
+        // Its BatchNorm statistics were recalibrated after training, not left at their initial values.
+        Assert.Contains(network.named_buffers(), b => b.name.EndsWith("running_var") && !b.buffer.eq(1).all().item<bool>());
+    }
 }
