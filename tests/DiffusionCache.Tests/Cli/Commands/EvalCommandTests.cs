@@ -16,7 +16,7 @@ public sealed class EvalCommandTests
             "--steps", "2", "--json", dir.File("eval.json"), "--device", "cpu", "--dtype", "bf16",
             "--threads", get_num_threads().ToString(System.Globalization.CultureInfo.InvariantCulture));
         Assert.NotEqual(0, rc);
-        Assert.Contains("metric classifier not found", error);
+        Assert.Contains("metric network not found", error);
         Assert.False(File.Exists(dir.File("eval.json")));
     }
 }
