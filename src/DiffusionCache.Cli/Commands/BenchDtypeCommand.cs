@@ -26,15 +26,16 @@ internal static class BenchDtypeCommand
         var seeds = new Option<int>("--seeds") { Description = "seeds (images per dtype; the embedded model samples every class per seed)", DefaultValueFactory = _ => 2 };
         var size = new Option<int?>("--size") { Description = "text-to-image: image side in pixels (default 256)" };
         var tokenizer = new Option<string>("--tokenizer") { Description = "CLIP tokenizer folder for a random-weight folder", DefaultValueFactory = _ => "../shared/golden/textvae/tokenizer" };
-        var threads = new Option<int?>("--threads") { Description = "intra-op CPU threads (default: libtorch's choice)" };
         var json = new Option<string?>("--json") { Description = "also write the result as JSON" };
         var command = new Command("bench-dtype", "time per step and PSNR to float32 of the same model in each compute type")
         {
-            model, dtypes, steps, seeds, size, tokenizer, threads, json,
+            model, dtypes, steps, seeds, size, tokenizer, json,
         };
+        var runtime = new RuntimeOptions();
+        runtime.AddThreadsTo(command);   // the types are the subject here, and it runs on the CPU
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() => Execute(parse.GetValue(model)!, parse.GetValue(dtypes)!,
-            parse.GetValue(steps), parse.GetValue(seeds), parse.GetValue(size), parse.GetValue(tokenizer)!, parse.GetValue(threads),
-            parse.GetValue(json), cancel))));
+            parse.GetValue(steps), parse.GetValue(seeds), parse.GetValue(size), parse.GetValue(tokenizer)!,
+            parse.GetValue(json), () => runtime.ApplyThreads(parse), cancel))));
         return command;
     }
 
@@ -44,16 +45,12 @@ internal static class BenchDtypeCommand
         Tensor Sample(long seed, IStepObserver timer);
     }
 
-    private static int Execute(string model, string dtypeList, int steps, int seeds, int? size, string tokenizerDir, int? threads,
-        string? json, CancellationToken cancel)
+    private static int Execute(string model, string dtypeList, int steps, int seeds, int? size, string tokenizerDir,
+        string? json, Action applyThreads, CancellationToken cancel)
     {
         if (steps < 1 || seeds < 1) throw new DiffusionCacheException("--steps and --seeds must be at least 1");
         if (size is < 8) throw new DiffusionCacheException($"--size must be at least 8, got {size}");
-        if (threads is int t)
-        {
-            if (t < 1) throw new DiffusionCacheException($"--threads must be at least 1, got {t}");
-            set_num_threads(t);
-        }
+        applyThreads();
         var names = dtypeList.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         var types = names.Select(ParseDtype).ToArray();
         if (types.Length < 2 || types.Distinct().Count() != types.Length)
@@ -147,12 +144,10 @@ internal static class BenchDtypeCommand
         }
     }
 
-    private static ScalarType ParseDtype(string name) => name switch
+    private static ScalarType ParseDtype(string name) => RuntimeOptions.ParseDtype(name, "--dtypes") switch
     {
-        "fp32" or "float32" => ScalarType.Float32,
-        "bf16" or "bfloat16" => ScalarType.BFloat16,
-        "fp16" or "float16" => throw new DiffusionCacheException("--dtypes: fp16 needs a GPU; this benchmark runs on the CPU (use bf16)"),
-        _ => throw new DiffusionCacheException($"--dtypes: '{name}' is not fp32 or bf16"),
+        ScalarType.Float16 => throw new DiffusionCacheException("--dtypes: fp16 needs a GPU; this benchmark runs on the CPU (use bf16)"),
+        var type => type,
     };
 
     /// <summary>The embedded model: every class for one seed, DDIM, guidance 4 (what <c>generate</c> samples).</summary>

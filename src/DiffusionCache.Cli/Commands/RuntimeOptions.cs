@@ -34,13 +34,7 @@ internal sealed class RuntimeOptions(string? float32Only = null)
     public PipelineLoadOptions Apply(ParseResult parse)
     {
         string dtypeName = parse.GetValue(_dtype)!;
-        var dtype = dtypeName switch
-        {
-            "fp32" or "float32" => ScalarType.Float32,
-            "bf16" or "bfloat16" => ScalarType.BFloat16,
-            "fp16" or "float16" => ScalarType.Float16,
-            var other => throw new DiffusionCacheException($"--dtype '{other}': expected fp32, bf16 or fp16"),
-        };
+        var dtype = ParseDtype(dtypeName, "--dtype");
         if (float32Only is not null && dtype != ScalarType.Float32)
             throw new DiffusionCacheException($"--dtype {dtypeName}: this command runs in float32 only ({float32Only})");
         var device = Device(parse.GetValue(_device)!);
@@ -49,6 +43,15 @@ internal sealed class RuntimeOptions(string? float32Only = null)
         ApplyThreads(parse);
         return new PipelineLoadOptions(dtype, device.type == DeviceType.CPU ? null : device);
     }
+
+    /// <summary>A compute type by the names the options take (fp32/float32, bf16/bfloat16, fp16/float16).</summary>
+    public static ScalarType ParseDtype(string name, string option) => name switch
+    {
+        "fp32" or "float32" => ScalarType.Float32,
+        "bf16" or "bfloat16" => ScalarType.BFloat16,
+        "fp16" or "float16" => ScalarType.Float16,
+        var other => throw new DiffusionCacheException($"{option} '{other}': expected fp32, bf16 or fp16"),
+    };
 
     /// <summary>Checks <c>--threads</c> and sets the intra-op thread count when it is given.</summary>
     public void ApplyThreads(ParseResult parse)
