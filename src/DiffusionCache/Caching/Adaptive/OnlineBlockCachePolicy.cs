@@ -111,7 +111,7 @@ public sealed class OnlineBlockCachePolicy : ICachePolicy
             using (var scope = NewDisposeScope())
             {
                 using var through = pass(call.Input);
-                _changes[i].Record(_timestep, output.Hidden - through);
+                _changes[i].Keep(_timestep, (output.Hidden - through).detach());
             }
             _inputs[i]?.Dispose();
             _inputs[i] = call.Input.detach().clone();

@@ -146,7 +146,7 @@ public sealed class StepCachePolicy : ICachePolicy
         {
             return Answer(call.Input);
         }
-        using (var residual = output.Hidden - call.Input) _residual.Record(_timestep, residual);
+        _residual.Keep(_timestep, (output.Hidden - call.Input).detach());
         Statistics.Computed(DiffusionUNet.ModelPath);
         Statistics.ObserveCacheBytes(CacheBytes);
         _decisions.Add(true);

@@ -165,13 +165,13 @@ public sealed class BlockCachePolicy : ICachePolicy
         using (var scope = NewDisposeScope())
         {
             // Detached: under a distillation's gradient tape the cache must not hold this step's graph.
-            if (Mode == BlockCacheMode.Output) fresh = output.detach();   // the history keeps its own copy
+            if (Mode == BlockCacheMode.Output) fresh = output.detach().clone();
             else
             {
                 using var pass = call.PassThrough!(call.Input);
                 fresh = (output - pass).detach();
             }
-            _cache[i].Record(_timestep, fresh);
+            _cache[i].Keep(_timestep, fresh);   // a fresh tensor: handed over, not copied again
         }
         Statistics.ObserveCacheBytes(CacheBytes);
     }

@@ -41,11 +41,20 @@ public sealed class TaylorForecast : IDisposable
     public void Record(double timestep, Tensor value)
     {
         ArgumentNullException.ThrowIfNull(value);
+        Keep(timestep, value.detach().clone());
+    }
+
+    /// <summary>Records a value the caller made for the forecast and hands over (a fresh tensor no one else holds,
+    /// e.g. a difference just computed): no copy. It leaves the caller's dispose scope.</summary>
+    /// <param name="timestep">The timestep the value was computed at.</param>
+    /// <param name="owned">The value; the forecast disposes it.</param>
+    public void Keep(double timestep, Tensor owned)
+    {
+        ArgumentNullException.ThrowIfNull(owned);
+        owned.DetachFromDisposeScope();
         // A second record at the same timestep (PLMS's warm-up calls) replaces the first: no zero-width difference.
         if (_points.Count > 0 && _points[^1].Timestep == timestep) Drop(_points.Count - 1);
-        var copy = value.detach().clone();
-        copy.DetachFromDisposeScope();
-        _points.Add((timestep, copy));
+        _points.Add((timestep, owned));
         while (_points.Count > Order + 1) Drop(0);
     }
 
