@@ -56,6 +56,16 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
                 if (!File.Exists(file))
                     throw new DiffusionCacheException($"--cache '{choice}': no such schedule file, and not a method ({CacheSpec.Help})");
                 return FromSchedule(file, pipeline, solverClass, steps, spec.ForecastOrder);
+            case CacheMethod.BlockCache when spec.Delta is double delta:
+            {
+                // eq. 7 at another δ over the model's shipped profile (eq. 6): the speed-quality knob without a file.
+                string path = ShippedProfile(pipeline, solver, steps);
+                if (!File.Exists(path))
+                    throw new DiffusionCacheException($"--cache {choice}: the model ships no Block Caching profile for {solver} with {steps} steps ({path}); " +
+                        "make one with 'diffcache profile' and 'diffcache schedule'");
+                var schedule = ScheduleBuilder.FromProfile(BlockProfile.Load(path), delta);
+                return FromSchedule(schedule, pipeline, solverClass, steps, spec.ForecastOrder);
+            }
             case CacheMethod.BlockCache when !spec.ScaleShift:
             {
                 string path = ShippedSchedule(pipeline, solver, steps);
@@ -92,13 +102,19 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
     public static string ShippedSchedule(LatentDiffusionPipeline pipeline, string solver, int steps) =>
         Path.Combine(pipeline.Folder, "cache", $"schedule-{solver}-{steps}.json");
 
+    public static string ShippedProfile(LatentDiffusionPipeline pipeline, string solver, int steps) =>
+        Path.Combine(pipeline.Folder, "cache", $"profile-{solver}-{steps}.json");
+
     public static string ShippedAdjustment(LatentDiffusionPipeline pipeline, string solver, int steps) =>
         Path.Combine(pipeline.Folder, "cache", $"scaleshift-{solver}-{steps}.safetensors");
 
     private static CacheChoice FromSchedule(string path, LatentDiffusionPipeline pipeline, string solverClass, int steps,
+        int forecastOrder, string? adjustmentPath = null) =>
+        FromSchedule(CacheSchedule.Load(path), pipeline, solverClass, steps, forecastOrder, adjustmentPath);
+
+    private static CacheChoice FromSchedule(CacheSchedule schedule, LatentDiffusionPipeline pipeline, string solverClass, int steps,
         int forecastOrder, string? adjustmentPath = null)
     {
-        var schedule = CacheSchedule.Load(path);
         schedule.Validate(pipeline.UNet, solverClass, steps);
         var adjustment = adjustmentPath is null ? null : ScaleShiftAdjustment.Load(adjustmentPath);
         adjustment?.Validate(schedule);

@@ -28,7 +28,7 @@ public sealed record CacheSpec
 {
     /// <summary>The grammar, for help texts.</summary>
     public const string Help =
-        "none | blockcache[:ss] | SCHEDULE.json | blockcache-online:THR[:WARMUP][:transformer2d|resnet2d] | " +
+        "none | blockcache[:ss] | blockcache:DELTA | SCHEDULE.json | blockcache-online:THR[:WARMUP][:transformer2d|resnet2d] | " +
         "deepcache[:N[:BRANCH[:CENTER:POW]]] | ucache:THR[:START:END][:decay=D][:relative=0|1][:reset=0|1][:probe=input|first-block]; " +
         "any but none takes a last :taylor1 or :taylor2 to forecast reused values instead of reusing them";
 
@@ -42,6 +42,9 @@ public sealed record CacheSpec
     public string? ScheduleFile { get; init; }
     /// <summary>Block Caching: with the shipped scale-shift adjustment (<c>blockcache:ss</c>).</summary>
     public bool ScaleShift { get; init; }
+    /// <summary>Block Caching: a threshold δ (eq. 7) to build the schedule from the model's shipped profile with
+    /// (<c>blockcache:0.161</c>) instead of taking the shipped schedule; null otherwise.</summary>
+    public double? Delta { get; init; }
     /// <summary>DeepCache: N (full step every N), the cache branch, and the non-uniform center and power when given.</summary>
     public (int Interval, int Branch, int? Center, double? Power) DeepCache { get; init; }
     /// <summary>Online Block Caching's knobs.</summary>
@@ -70,7 +73,11 @@ public sealed record CacheSpec
             "none" when args.Length == 0 && order == 0 => new CacheSpec { Method = CacheMethod.None, Text = text },
             "none" => throw Bad(text, "none takes no arguments"),
             "blockcache" when args is [] or ["ss"] => new CacheSpec { Method = CacheMethod.BlockCache, Text = text, ScaleShift = args is ["ss"], ForecastOrder = order },
-            "blockcache" => throw Bad(text, "expected blockcache or blockcache:ss"),
+            "blockcache" when args is [string d] && double.TryParse(d, NumberStyles.Float, CultureInfo.InvariantCulture, out _) =>
+                new CacheSpec { Method = CacheMethod.BlockCache, Text = text, Delta = Number(text, d, "δ"), ForecastOrder = order },
+            "blockcache" when args is [_, "ss"] => throw Bad(text, "scale-shift adjustments are trained for one schedule: blockcache:ss uses the shipped one; " +
+                "for another δ write the schedule with 'diffcache schedule' and train with 'diffcache train scaleshift --schedule'"),
+            "blockcache" => throw Bad(text, "expected blockcache, blockcache:ss or blockcache:DELTA (a number > 0)"),
             "blockcache-online" => OnlineSpec(text, args, order),
             "deepcache" => DeepCacheSpec(text, args, order),
             "ucache" => UCacheSpec(text, args, order),

@@ -47,6 +47,13 @@ public sealed record CacheBenchmarkRow(string Name, string Kind, int Steps, doub
     public double MeasuredSpeedupLow { get; init; } = double.NaN;
     /// <summary>The largest per-round speedup; NaN when not measured.</summary>
     public double MeasuredSpeedupHigh { get; init; } = double.NaN;
+    /// <summary>Wall time of each timed round's run, in milliseconds, round by round (for ratios to another row
+    /// than the first).</summary>
+    public IReadOnlyList<double> RoundMilliseconds { get; init; } = [];
+    /// <summary>Share of the policy's cached-site evaluations answered from its cache in the warm-up run
+    /// (<see cref="CacheStatistics.ReusedFraction"/>: blocks for Block Caching and DeepCache, whole steps for
+    /// ucache); 0 without a cache.</summary>
+    public double MeasuredReusedFraction { get; init; }
 }
 
 /// <summary>A fixed-seed generation to time: the same inputs every call, so outputs are comparable.</summary>
@@ -92,13 +99,14 @@ public static class CacheBenchmark
         int count = configurations.Count;
         var outputs = new Tensor[count];
         var cacheBytes = new long[count];
+        var reused = new double[count];
         var times = new double[count, repeats];
         try
         {
             for (int i = 0; i < count; i++)
             {
                 progress?.Report($"warm-up {configurations[i].Name}");
-                outputs[i] = Measure(target, configurations[i], clock, cancel, out _, out cacheBytes[i]);
+                outputs[i] = Measure(target, configurations[i], clock, cancel, out _, out cacheBytes[i], out reused[i]);
             }
             for (int round = 0; round < repeats; round++)
             {
@@ -106,7 +114,7 @@ public static class CacheBenchmark
                 {
                     int i = (round + k) % count;
                     progress?.Report($"round {round + 1}/{repeats} {configurations[i].Name}");
-                    Measure(target, configurations[i], clock, cancel, out times[i, round], out _).Dispose();
+                    Measure(target, configurations[i], clock, cancel, out times[i, round], out _, out _).Dispose();
                 }
             }
             double range = target.Range(outputs[0]);
@@ -121,6 +129,8 @@ public static class CacheBenchmark
                 {
                     MeasuredSpeedupLow = ratios.Min(),
                     MeasuredSpeedupHigh = ratios.Max(),
+                    RoundMilliseconds = [.. Enumerable.Range(0, repeats).Select(r => times[i, r])],
+                    MeasuredReusedFraction = reused[i],
                 };
             }).ToList();
         }
@@ -131,7 +141,7 @@ public static class CacheBenchmark
     }
 
     private static Tensor Measure(IBenchTarget target, CacheConfiguration config, TimeProvider clock, CancellationToken cancel,
-        out double milliseconds, out long cacheBytes)
+        out double milliseconds, out long cacheBytes, out double reusedFraction)
     {
         cancel.ThrowIfCancellationRequested();
         using var policy = config.Policy?.Invoke();
@@ -139,6 +149,7 @@ public static class CacheBenchmark
         var output = target.Run(config.Steps, policy);
         milliseconds = clock.GetElapsedTime(start).TotalMilliseconds;
         cacheBytes = policy?.Statistics.PeakCacheBytes ?? 0;
+        reusedFraction = policy?.Statistics.ReusedFraction ?? 0;
         return output;
     }
 

@@ -33,6 +33,17 @@ public sealed class CacheSpecTests
     }
 
     [Fact]
+    public void Blockcache_takes_a_delta_for_the_shipped_profile_but_not_with_scale_shift()
+    {
+        var spec = CacheSpec.Parse("blockcache:0.161:taylor1");
+        Assert.Equal((CacheMethod.BlockCache, (double?)0.161, 1, (string?)null), (spec.Method, spec.Delta, spec.ForecastOrder, spec.ScheduleFile));
+        Assert.Null(CacheSpec.Parse("blockcache").Delta);
+        Assert.Contains("δ must be > 0", Assert.Throws<DiffusionCacheException>(() => CacheSpec.Parse("blockcache:0")).Message);
+        Assert.Contains("not a finite number", Assert.Throws<DiffusionCacheException>(() => CacheSpec.Parse("blockcache:NaN")).Message);
+        Assert.Contains("trained for one schedule", Assert.Throws<DiffusionCacheException>(() => CacheSpec.Parse("blockcache:0.2:ss")).Message);
+    }
+
+    [Fact]
     public void Deepcache_defaults_to_N_3_branch_0()
     {
         Assert.Equal((3, 0, (int?)null, (double?)null), CacheSpec.Parse("deepcache").DeepCache);

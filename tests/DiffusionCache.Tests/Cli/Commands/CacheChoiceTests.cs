@@ -44,6 +44,22 @@ public sealed class CacheChoiceTests : IDisposable
     }
 
     [Fact]
+    public void Blockcache_with_a_delta_builds_the_schedule_from_the_shipped_profile()
+    {
+        var profile = BlockProfile.Load(Repository.Path("models", "fashion-ldm", "cache", "profile-ddim-50.json"));
+        using var loose = CacheChoice.Resolve("blockcache:1.29", _pipeline, "ddim", 50);
+        using var policy = Assert.IsType<BlockCachePolicy>(loose.Create!());
+        Assert.Equal(1.29, policy.Schedule.Delta);
+        Assert.Equal(ScheduleBuilder.FromProfile(profile, 1.29).ComputeSteps, policy.Schedule.ComputeSteps);
+        // A larger δ skips more: the knob of the frontier.
+        using var tight = CacheChoice.Resolve("blockcache:0.0402", _pipeline, "ddim", 50);
+        using var tightPolicy = Assert.IsType<BlockCachePolicy>(tight.Create!());
+        Assert.True(tightPolicy.Schedule.SkippedFraction < policy.Schedule.SkippedFraction);
+        Assert.Contains("ships no Block Caching profile", Assert.Throws<DiffusionCacheException>(
+            () => CacheChoice.Resolve("blockcache:0.3", _pipeline, "ddim", 37)).Message);
+    }
+
+    [Fact]
     public void Blockcache_without_a_shipped_schedule_samples_uncached()
     {
         Assert.Null(CacheChoice.Resolve("blockcache", _pipeline, "ddim", 37).Create);
