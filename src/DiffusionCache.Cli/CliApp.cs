@@ -21,6 +21,7 @@ internal static class CliApp
         root.Subcommands.Add(BenchPipelineCommand.Create());
         root.Subcommands.Add(BenchDtypeCommand.Create());
         root.Subcommands.Add(FrontierCommand.Create());
+        root.Subcommands.Add(ReportCommand.Create());
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(SlurmCommand.Create());

@@ -108,9 +108,9 @@ internal static class FrontierCommand
         var groups = Groups(settings.Full);
         var specs = groups.SelectMany(g => g.Points).ToList();
         string state = Path.Combine("runs", settings.Full ? "frontier" : "frontier-quick");
-        AtomicFile.EnsureWritable(Path.Combine(settings.Out, "frontier.md"));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         using var setup = StudySetup.Open(options, parse, load, settings.Samples, settings.Batch, specs);
+        AtomicFile.EnsureWritable(Path.Combine(settings.Out, "frontier.md"));
         Console.WriteLine($"frontier: {specs.Count} points x {settings.Samples} samples (batches kept in {setup.Study.Store.Folder}, resumable)");
         var measured = setup.Measure(cancel);
         if (settings.SampleOnly)
