@@ -84,7 +84,10 @@ internal static class FrontierCommand
     {
         string reference = $"no cache, {steps} steps";
         string Num(double x) => x.ToString("G4", CultureInfo.InvariantCulture);
-        PointSpec P(string name, string method, int s, string cache, double knob) => new(name, method, solver, s, cache, knob, reference);
+        // Names carry the sweep ("DDIM 50 · DeepCache N=3"): the two sweeps share one study, whose names are unique.
+        string group = $"{solver.ToUpperInvariant()} {steps} · ";
+        reference = group + reference;
+        PointSpec P(string name, string method, int s, string cache, double knob) => new(group + name, method, solver, s, cache, knob, reference);
         var points = new List<PointSpec> { new(reference, "fewer steps", solver, steps, "none", steps, null) };
         points.AddRange(fewer.Select(s => P($"{s} steps", "fewer steps", s, "none", s)));
         points.AddRange(intervals.Select(n => P($"DeepCache N={n}", "DeepCache", steps, $"deepcache:{n}", n)));
@@ -181,7 +184,7 @@ internal static class FrontierCommand
         foreach (var r in rows)
         {
             var t = r.Timing!;
-            sb.Append($"| {r.Point.Method} | {r.Point.Name} | {F(t.Speedup.Estimate, "0.00")}x ({F(t.Speedup.Lower, "0.00")}–{F(t.Speedup.Upper, "0.00")}) | {F(t.ReusedFraction * 100, "0")} % |");
+            sb.Append($"| {r.Point.Method} | {Short(r.Point.Name)} | {F(t.Speedup.Estimate, "0.00")}x ({F(t.Speedup.Lower, "0.00")}–{F(t.Speedup.Upper, "0.00")}) | {F(t.ReusedFraction * 100, "0")} % |");
             foreach (var s in r.Quality.Spaces) sb.Append($" {Cell(s.Fid)} | {Cell(s.Kid, 1000)} |");
             var acc = r.Quality.ClassAccuracy;
             sb.Append($" {F(acc.Estimate * 100, "0.0")} % [{F(acc.Lower * 100, "0.0")}, {F(acc.Upper * 100, "0.0")}] |");
@@ -190,6 +193,9 @@ internal static class FrontierCommand
         }
         return sb.ToString();
     }
+
+    /// <summary>A point's name without its sweep.</summary>
+    internal static string Short(string name) => name.IndexOf(" · ", StringComparison.Ordinal) is int i and >= 0 ? name[(i + 3)..] : name;
 
     private static object Json(StudyResult r) => new
     {
@@ -282,7 +288,7 @@ internal static class FrontierCommand
         foreach (var s in rows[0].Quality.Spaces) table.AddColumn(new TableColumn($"FID {s.Space}").RightAligned());
         table.AddColumn(new TableColumn("accuracy").RightAligned()).AddColumn("vs uncached");
         foreach (var r in rows)
-            table.AddRow([Markup.Escape(r.Point.Name), $"{F(r.Timing!.Speedup.Estimate, "0.00")}x", $"{F(r.Timing.ReusedFraction * 100, "0")} %",
+            table.AddRow([Markup.Escape(Short(r.Point.Name)), $"{F(r.Timing!.Speedup.Estimate, "0.00")}x", $"{F(r.Timing.ReusedFraction * 100, "0")} %",
                 .. r.Quality.Spaces.Select(s => Markup.Escape(Cell(s.Fid))), $"{F(r.Quality.ClassAccuracy.Estimate * 100, "0.0")} %",
                 Markup.Escape(r.VersusReference is { } c ? Verdict(c) : "reference")]);
         AnsiConsole.Write(table);

@@ -16,6 +16,8 @@ public sealed class FrontierCommandTests
     public void Every_point_of_the_sweep_resolves_on_the_embedded_model(bool full)
     {
         using var pipeline = ClassConditionalPipeline.Load(Repository.Path("models", "fashion-ldm"));
+        var all = FrontierCommand.Groups(full).SelectMany(g => g.Points).ToList();
+        Assert.Equal(all.Count, all.Select(p => p.Name).Distinct().Count());   // one study holds both sweeps
         foreach (var group in FrontierCommand.Groups(full))
         {
             Assert.Equal(group.Points.Count, group.Points.Select(p => p.Name).Distinct().Count());
