@@ -102,7 +102,7 @@ internal static class TrainScaleShiftCommand
             string scheduleStem = Path.GetFileNameWithoutExtension(schedulePath);
             string defaultOut = shipped && tag.Length == 0
                 ? Path.Combine(modelDir, "cache", $"scaleshift-{stem}.safetensors")
-                : DefaultAdjustmentPath(schedulePath, tag);
+                : ScaleShiftAdjustment.DefaultPathFor(schedulePath, tag);
             string defaultCheckpoints = Path.Combine(TrainCommand.DefaultCheckpoints,
                 string.Join('-', new[] { $"scaleshift-{stem}", shipped ? "" : scheduleStem, tag }.Where(s => s.Length > 0)));
             int evalCount = parse.GetValue(evalMse);
@@ -114,13 +114,6 @@ internal static class TrainScaleShiftCommand
         })));
         return command;
     }
-
-    /// <summary>Where an adjustment for <paramref name="schedulePath"/> goes by default: beside it, with the variant's
-    /// tag (<c>schedule-x.json</c> → <c>schedule-x.scaleshift.safetensors</c>, or
-    /// <c>schedule-x.scaleshift-out0.5.safetensors</c>).</summary>
-    public static string DefaultAdjustmentPath(string schedulePath, string tag) =>
-        Path.Combine(Path.GetDirectoryName(Path.GetFullPath(schedulePath))!,
-            $"{Path.GetFileNameWithoutExtension(schedulePath)}.scaleshift{(tag.Length > 0 ? "-" + tag : "")}.safetensors");
 
     private sealed record Args(string ModelDir, string Solver, int DenoisingSteps, string SchedulePath, string Output,
         string Checkpoints, long Steps, int Batch, double Lr, double Guidance, long Seed, ScaleShiftDistillationOptions Distillation,

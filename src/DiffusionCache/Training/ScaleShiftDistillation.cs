@@ -213,7 +213,8 @@ public static class ScaleShiftDistillation
     /// <summary>Reads a job's <see cref="MetricsFile"/> and <c>log.csv</c>: steps, training time, and the losses of
     /// the first and last <paramref name="window"/> steps; null when the job has logged no step.</summary>
     /// <param name="checkpointDir">The job's <see cref="TrainingOptions.CheckpointDir"/>.</param>
-    /// <param name="window">Steps averaged at each end (at least 1; fewer when the job is shorter).</param>
+    /// <param name="window">Steps averaged at each end (at least 1; at most half the job's steps, so that the two
+    /// ends do not overlap).</param>
     public static DistillationSummary? Summarize(string checkpointDir, int window = 10)
     {
         if (window < 1) throw new ArgumentOutOfRangeException(nameof(window));
@@ -223,6 +224,8 @@ public static class ScaleShiftDistillation
             .Where(f => f.Length == 4)
             .Select(f => f.Select(v => double.Parse(v, NumberStyles.Float, CultureInfo.InvariantCulture)).ToArray()).ToList();
         if (rows.Count == 0) return null;
+        // A short job gets half its steps at each end, so "first" and "last" never overlap (unless it has one step).
+        window = Math.Max(1, Math.Min(window, rows.Count / 2));
         var tail = rows.TakeLast(window).ToList();
         var head = rows.Take(window).ToList();
         double seconds = 0;
