@@ -31,8 +31,12 @@ internal static class ProfileCommand
         var conditions = new Option<int>("--conditions") { Description = "number of conditions P", Required = true };
         var seeds = new Option<int>("--seeds") { Description = "number of noise seeds S per condition", Required = true };
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale", DefaultValueFactory = _ => 4.0 };
-        var targets = new Option<string>("--targets") { Description = "blocks to profile: transformer2d or resnet2d", DefaultValueFactory = _ => "transformer2d" };
-        targets.AcceptOnlyFromAmong([.. BlockCachingTargets.All.Select(t => t.Name)]);
+        // Checked by BlockCachingTargets.Parse in Execute (a comma list such as transformer2d,resnet2d is one value).
+        var targets = new Option<string>("--targets")
+        {
+            Description = "blocks to profile: transformer2d, resnet2d, or both kinds together: transformer2d,resnet2d",
+            DefaultValueFactory = _ => "transformer2d",
+        };
         var inputs = new Option<string?>("--inputs") { Description = "safetensors with x_T.{s}, cond.{p} and uncond (e.g. a golden profile case) instead of generated conditions" };
         var resolution = new Option<int?>("--resolution") { Description = "latent side for generated conditions (default: the model's sample_size)" };
         var contextLength = new Option<int>("--context-length") { Description = "tokens of the random contexts of a bare U-Net", DefaultValueFactory = _ => 77 };

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
 using System.Text;
+using TorchSharp;
 
 namespace DiffusionCache.Runtime;
 
@@ -90,6 +91,97 @@ public static class NativeRuntime
     [DefaultDllImportSearchPaths(DllImportSearchPath.AssemblyDirectory | DllImportSearchPath.SafeDirectories)]
     [return: MarshalAs(UnmanagedType.U1)]
     private static extern bool UserEnabledNnpack(IntPtr context);
+
+    /// <summary>
+    /// Whether oneDNN computes the input gradient of a convolution correctly on this processor, probed once per
+    /// process: a 3×3 convolution from 24 to 4 channels (the shape of a latent U-Net's <c>conv_out</c>), its input
+    /// gradient with oneDNN against libtorch's native kernel. On this project's AMD EPYC with oneDNN capped at AVX2
+    /// (see the class remarks) it is not: the gradient of convolutions with fewer than 8 output channels comes back
+    /// 30–75 % off or NaN, from run to run, while forward passes are exact. Training whose gradient crosses such a
+    /// convolution should run its backward passes under <see cref="NativeConvolutions"/>.
+    /// </summary>
+    public static bool OneDnnConvolutionBackwardIsExact => s_backwardExact.Value;
+
+    private static readonly Lazy<bool> s_backwardExact = new(ProbeConvolutionBackward);
+
+    /// <summary>Until disposed, convolutions (and the backward passes of convolutions recorded earlier, whose kernel
+    /// libtorch picks when the backward pass runs) use libtorch's native kernels instead of oneDNN's. The switch is
+    /// process-wide (<c>at::globalContext().setUserEnabledMkldnn</c>): scopes must not overlap with other threads'
+    /// work that expects oneDNN's results bit for bit. A no-op where the switch cannot be reached.</summary>
+    public static IDisposable NativeConvolutions()
+    {
+        bool? previous = Mkldnn(null);
+        if (previous is null) return NoScope.Instance;
+        Mkldnn(false);
+        return new MkldnnScope(previous.Value);
+    }
+
+    /// <summary>Reads and, when <paramref name="enable"/> is given, sets libtorch's oneDNN switch; returns the value
+    /// before, or null where it cannot be reached.</summary>
+    private static bool? Mkldnn(bool? enable)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        try
+        {
+            var context = GlobalContext();
+            bool before = UserEnabledMkldnn(context);
+            if (enable is bool e) SetUserEnabledMkldnn(context, e);
+            return before;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException or BadImageFormatException)
+        {
+            return null;
+        }
+    }
+
+    private static bool ProbeConvolutionBackward()
+    {
+        Configure();
+        using var scope = torch.NewDisposeScope();
+        using var grad = torch.enable_grad();
+        var generator = new torch.Generator(11);
+        var x = torch.randn([2, 24, 8, 8], generator: generator);
+        var upstream = torch.randn([2, 4, 8, 8], generator: generator);
+        var weight = torch.randn([4, 24, 3, 3], generator: generator) * 0.1f;
+        torch.Tensor InputGradient()
+        {
+            var input = x.detach().clone().requires_grad_(true);
+            (torch.nn.functional.conv2d(input, weight, padding: [1, 1]) * upstream).sum().backward();
+            return input.grad!.clone();
+        }
+        torch.Tensor native;
+        using (NativeConvolutions()) native = InputGradient();
+        // Three tries: the wrong results vary from run to run, and one that happened to be right must not pass.
+        return Enumerable.Range(0, 3).All(_ => (InputGradient() - native).abs().max().item<float>() <= 1e-4f * native.abs().max().item<float>());
+    }
+
+    private sealed class MkldnnScope(bool previous) : IDisposable
+    {
+        private bool _disposed;
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            Mkldnn(previous);
+        }
+    }
+
+    private sealed class NoScope : IDisposable
+    {
+        public static NoScope Instance { get; } = new();
+
+        public void Dispose() { }
+    }
+
+    [DllImport("libtorch_cpu", EntryPoint = "_ZN2at7Context20setUserEnabledMkldnnEb")]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.AssemblyDirectory | DllImportSearchPath.SafeDirectories)]
+    private static extern void SetUserEnabledMkldnn(IntPtr context, [MarshalAs(UnmanagedType.U1)] bool enabled);
+
+    [DllImport("libtorch_cpu", EntryPoint = "_ZNK2at7Context17userEnabledMkldnnEv")]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.AssemblyDirectory | DllImportSearchPath.SafeDirectories)]
+    [return: MarshalAs(UnmanagedType.U1)]
+    private static extern bool UserEnabledMkldnn(IntPtr context);
 
     private static bool NeedsIsaCap() => X86Base.IsSupported && Avx512F.IsSupported && Vendor() == "AuthenticAMD";
 

@@ -204,6 +204,12 @@ public sealed class DpmSolverMultistepScheduler : SchedulerBase, ISigmaScheduler
     }
 
     /// <inheritdoc />
+    private protected override void DetachState()
+    {
+        for (int i = 0; i < _modelOutputs.Length; i++) _modelOutputs[i] = Detached(_modelOutputs[i]);
+    }
+
+    /// <inheritdoc />
     protected override void ResetState()
     {
         for (int i = 0; i < _modelOutputs.Length; i++)

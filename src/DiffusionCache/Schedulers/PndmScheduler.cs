@@ -193,6 +193,14 @@ public sealed class PndmScheduler : SchedulerBase
     }
 
     /// <inheritdoc />
+    private protected override void DetachState()
+    {
+        _curModelOutput = Detached(_curModelOutput);
+        _curSample = Detached(_curSample);
+        for (int i = 0; i < _ets.Count; i++) _ets[i] = Detached(_ets[i])!;
+    }
+
+    /// <inheritdoc />
     protected override void ResetState()
     {
         _counter = 0;

@@ -123,6 +123,23 @@ public abstract class SchedulerBase : IScheduler
     /// <summary>A copy of <paramref name="tensor"/> owned by the scheduler (outlives the step's dispose scope).</summary>
     protected static torch.Tensor Keep(torch.Tensor tensor) => tensor.clone().DetachFromDisposeScope();
 
+    /// <summary>Cuts the tensors a multistep scheduler keeps from earlier steps off the autograd graph, so that a
+    /// truncated back-propagation through sampling (scale-shift distillation with an unroll window) does not reach
+    /// into a window whose graph is already freed. Values are unchanged; a no-op for single-step schedulers.</summary>
+    internal void DetachHistory() => DetachState();
+
+    /// <summary>Replaces every kept tensor by a detached alias (see <see cref="DetachHistory"/>).</summary>
+    private protected virtual void DetachState() { }
+
+    /// <summary>A detached alias of <paramref name="kept"/>, which it disposes; null stays null.</summary>
+    private protected static torch.Tensor? Detached(torch.Tensor? kept)
+    {
+        if (kept is null) return null;
+        var alias = kept.detach().DetachFromDisposeScope();
+        kept.Dispose();
+        return alias;
+    }
+
     /// <summary><c>alphas_cumprod[t]</c>, refusing a timestep outside the table (diffusers raises IndexError; with
     /// <c>leading</c> spacing, <c>steps_offset</c> 1 and as many steps as training steps, it yields t = T).</summary>
     protected float AlphaAt(long t)

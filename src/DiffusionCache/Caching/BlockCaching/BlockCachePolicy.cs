@@ -83,6 +83,18 @@ public sealed class BlockCachePolicy : ICachePolicy
         $" {Mode.ToString().ToLowerInvariant()}" + (Adjustment is null ? "" : " + scale-shift") +
         (ForecastOrder > 0 ? $" taylor{ForecastOrder}" : "");
 
+    /// <summary>Scale-shift distillation with an unroll window (<see cref="Training.ScaleShiftDistillationOptions.Unroll"/>
+    /// &gt; 1): stored values keep their autograd graph, so a later step's loss reaches the adjustment's effect on the
+    /// step that computed them; <see cref="DetachCaches"/> cuts it at the window's end. Off (the default), stored
+    /// values are constants.</summary>
+    internal bool KeepGraph { get; set; }
+
+    /// <summary>Cuts the stored values off the autograd graph (values unchanged); see <see cref="KeepGraph"/>.</summary>
+    internal void DetachCaches()
+    {
+        foreach (var history in _cache) history.DetachValues();
+    }
+
     /// <summary>Bytes the caches hold now.</summary>
     public long CacheBytes => _cache.Sum(t => t.Bytes);
 
@@ -164,12 +176,13 @@ public sealed class BlockCachePolicy : ICachePolicy
         Tensor fresh;
         using (var scope = NewDisposeScope())
         {
-            // Detached: under a distillation's gradient tape the cache must not hold this step's graph.
-            if (Mode == BlockCacheMode.Output) fresh = output.detach().clone();
+            // Detached: under a distillation's gradient tape the cache must not hold this step's graph, unless the
+            // distillation unrolls (KeepGraph) and detaches at its window's end itself.
+            if (Mode == BlockCacheMode.Output) fresh = KeepGraph ? output.clone() : output.detach().clone();
             else
             {
                 using var pass = call.PassThrough!(call.Input);
-                fresh = (output - pass).detach();
+                fresh = KeepGraph ? output - pass : (output - pass).detach();
             }
             _cache[i].Keep(_timestep, fresh);   // a fresh tensor: handed over, not copied again
         }

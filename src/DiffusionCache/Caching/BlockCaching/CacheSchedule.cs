@@ -18,7 +18,7 @@ namespace DiffusionCache.Caching.BlockCaching;
 ///   "solver": "DDIMScheduler",
 ///   "num_inference_steps": 10,
 ///   "num_steps": 10,                       // optional: U-Net calls per generation (PNDM makes more), default N
-///   "targets": "transformer2d",            // or "resnet2d"
+///   "targets": "transformer2d",            // or "resnet2d", or both: "transformer2d,resnet2d"
 ///   "delta": 0.2,                          // optional: the threshold it was made with
 ///   "compute_steps": {                     // block path -> steps it computes (must include 0)
 ///     "down_blocks.0.attentions.0": [0, 2],
@@ -38,7 +38,7 @@ public sealed record CacheSchedule
     public required int NumInferenceSteps { get; init; }
     /// <summary>U-Net calls per generation: the range of the step indices (N for every solver but PNDM).</summary>
     public required int Steps { get; init; }
-    /// <summary>The kind of blocks scheduled; every listed path must be a site of this kind.</summary>
+    /// <summary>The kinds of blocks scheduled; every listed path must be a site of one of them.</summary>
     public required BlockCachingTargets Targets { get; init; }
     /// <summary>The threshold δ of eq. 7, when the schedule was made from a profile.</summary>
     public double? Delta { get; init; }

@@ -77,6 +77,20 @@ public sealed class ScaleShiftAdjustment : nn.Module
         return new ScaleShiftAdjustment([.. schedule.Blocks.Select(b => (b, channels[b]))], embeddingDim);
     }
 
+    /// <summary>Where an adjustment trained for the schedule file <paramref name="schedulePath"/> is written by default
+    /// (<c>diffcache train scaleshift --schedule</c>) and can be looked up: beside the schedule, named after it, with the
+    /// distillation variant's tag if any (<c>fast.json</c> → <c>fast.scaleshift.safetensors</c>, or
+    /// <c>fast.scaleshift-out0.5.safetensors</c>; see <see cref="Training.ScaleShiftDistillationOptions.Tag"/>).</summary>
+    /// <param name="schedulePath">The schedule JSON.</param>
+    /// <param name="variantTag">The variant's tag; empty for the default distillation.</param>
+    public static string DefaultPathFor(string schedulePath, string variantTag = "")
+    {
+        ArgumentNullException.ThrowIfNull(schedulePath);
+        ArgumentNullException.ThrowIfNull(variantTag);
+        return Path.Combine(Path.GetDirectoryName(Path.GetFullPath(schedulePath))!,
+            $"{Path.GetFileNameWithoutExtension(schedulePath)}.scaleshift{(variantTag.Length > 0 ? "-" + variantTag : "")}.safetensors");
+    }
+
     /// <summary>Whether this adjustment has a layer for the block at <paramref name="path"/>.</summary>
     public bool Adjusts(string path) => _layers.ContainsKey(path);
 

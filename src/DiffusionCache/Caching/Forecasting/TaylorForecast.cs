@@ -79,6 +79,18 @@ public sealed class TaylorForecast : IDisposable
         return result.MoveToOuterDisposeScope();
     }
 
+    /// <summary>Replaces every held value by a detached alias of it (same values, no autograd graph): the end of an
+    /// unroll window of scale-shift distillation, whose graph has been back-propagated and freed.</summary>
+    internal void DetachValues()
+    {
+        for (int i = 0; i < _points.Count; i++)
+        {
+            var (t, v) = _points[i];
+            _points[i] = (t, v.detach().DetachFromDisposeScope());
+            v.Dispose();
+        }
+    }
+
     /// <summary>Frees every value (a new generation starts empty).</summary>
     public void Clear()
     {

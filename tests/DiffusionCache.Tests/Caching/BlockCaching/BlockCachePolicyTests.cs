@@ -3,6 +3,7 @@ using DiffusionCache.Caching.BlockCaching;
 using DiffusionCache.Models.Seam;
 using DiffusionCache.Pipelines;
 using static DiffusionCache.Tests.Caching.BlockCaching.BlockCacheFixtures;
+using static TorchSharp.torch;
 
 namespace DiffusionCache.Tests.Caching.BlockCaching;
 
@@ -22,12 +23,38 @@ public class BlockCachePolicyTests
         var request = Request(Steps);
         using var s = Scheduler();
         using var uncached = DiffusionSampler.Sample(unet, s, request);
-        foreach (var targets in BlockCachingTargets.All)
+        foreach (var targets in BlockCachingTargets.Supported)
         {
             using var policy = new BlockCachePolicy(unet, Schedule(unet, Steps, _ => [.. Enumerable.Range(0, Steps)], targets), Solver, mode);
             using var cached = CachedSampling.Sample(unet, s, request, policy);
             Assert.True(BitwiseEqual(uncached, cached), $"{targets} {mode}");
             Assert.Equal(0, policy.Statistics.TotalReused);
+        }
+    }
+
+    [Fact]
+    public void BothKindsTogetherReuseEveryScheduledBlockAndDifferFromEitherKindAlone()
+    {
+        using var unet = Model();
+        var request = Request(Steps);
+        using var s = Scheduler();
+        Tensor Run(BlockCachingTargets targets, out BlockCachePolicy policy)
+        {
+            policy = new BlockCachePolicy(unet, Schedule(unet, Steps, Sparse, targets), Solver);
+            return CachedSampling.Sample(unet, s, request, policy);
+        }
+        using var both = Run(BlockCachingTargets.TransformersAndResnets, out var bothPolicy);
+        using var transformers = Run(BlockCachingTargets.Transformers, out var transformerPolicy);
+        using var resnets = Run(BlockCachingTargets.Resnets, out var resnetPolicy);
+        using (bothPolicy) using (transformerPolicy) using (resnetPolicy)
+        {
+            Assert.Equal(11 + 17, bothPolicy.Schedule.Blocks.Count);
+            Assert.All(bothPolicy.Schedule.Blocks.Select((b, i) => (b, i)), e =>
+                Assert.Equal(Steps - Sparse(e.i).Count, bothPolicy.Statistics[e.b].Reused));
+            Assert.True(both.isfinite().all().item<bool>());
+            Assert.False(both.allclose(transformers, rtol: 0, atol: 1e-4));
+            Assert.False(both.allclose(resnets, rtol: 0, atol: 1e-4));
+            Assert.Contains("BlockCache transformer2d,resnet2d", bothPolicy.Name);
         }
     }
 

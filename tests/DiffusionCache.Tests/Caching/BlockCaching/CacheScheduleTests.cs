@@ -50,6 +50,23 @@ public class CacheScheduleTests
         Assert.Equal(1 - 5.0 / 12, schedule.SkippedFraction, 15);
     }
 
+    [Fact]
+    public void ASchedulerOverBothKindsRoundTripsAndValidatesAgainstTheModel()
+    {
+        using var unet = BlockCacheFixtures.Model();
+        var schedule = BlockCacheFixtures.Schedule(unet, 6, i => i % 2 == 0 ? [0, 3] : [0], BlockCachingTargets.TransformersAndResnets);
+        var back = CacheSchedule.FromJson(schedule.ToJson());
+        Assert.Contains("\"targets\": \"transformer2d,resnet2d\"", schedule.ToJson());
+        Assert.Same(BlockCachingTargets.TransformersAndResnets, back.Targets);
+        Assert.Equal(schedule.Blocks, back.Blocks);
+        back.Validate(unet, BlockCacheFixtures.Solver, 6);
+        // A resnet path in a transformer-only schedule is refused, in a combined one accepted.
+        var mixed = back with { Blocks = ["down_blocks.0.resnets.0", "down_blocks.0.attentions.0"], ComputeSteps = [[0], [0]] };
+        mixed.Validate(unet, BlockCacheFixtures.Solver, 6);
+        var e = Assert.Throws<DiffusionCacheException>(() => (mixed with { Targets = BlockCachingTargets.Transformers }).Validate(unet, BlockCacheFixtures.Solver, 6));
+        Assert.Contains("down_blocks.0.resnets.0", e.Message);
+    }
+
     [Theory]
     [InlineData("""{"model":"m","solver":"DDIMScheduler","num_inference_steps":4,"targets":"transformer2d","compute_steps":{"a":[1,2]}}""", "must include step 0")]
     [InlineData("""{"model":"m","solver":"DDIMScheduler","num_inference_steps":4,"targets":"transformer2d","compute_steps":{"a":[0,2,2]}}""", "increasing and distinct")]

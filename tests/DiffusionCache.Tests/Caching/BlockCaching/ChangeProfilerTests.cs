@@ -26,6 +26,46 @@ public class ChangeProfilerTests
     }
 
     [Fact]
+    public void BothKindsTogetherAreEveryTransformerAndResnetInterleavedInExecutionOrder()
+    {
+        using var unet = Model();
+        var both = BlockCachingTargets.TransformersAndResnets.Paths(unet);
+        Assert.Equal(11 + 17, both.Count);
+        // Execution order of the seam, not transformers then resnets: a down block's resnet precedes its attention.
+        Assert.Equal([.. unet.Seam.Sites.Where(s => s.Kind is BlockKind.Transformer or BlockKind.Resnet).Select(s => s.Path)], both);
+        Assert.True(both.ToList().IndexOf("down_blocks.0.resnets.0") < both.ToList().IndexOf("down_blocks.0.attentions.0"));
+        Assert.Same(BlockCachingTargets.TransformersAndResnets, BlockCachingTargets.Parse("transformer2d,resnet2d"));
+        Assert.Same(BlockCachingTargets.TransformersAndResnets, BlockCachingTargets.Parse("resnet2d,transformer2d"));
+        Assert.Equal("transformer2d,resnet2d", BlockCachingTargets.Parse("resnet2d,transformer2d").Name);
+        Assert.Throws<DiffusionCacheException>(() => BlockCachingTargets.Parse("resnet2d,resnet2d"));
+        Assert.Throws<DiffusionCacheException>(() => BlockCachingTargets.Parse("transformer2d,"));
+        Assert.Throws<DiffusionCacheException>(() => BlockCachingTargets.Parse("transformer2d, resnet2d"));
+        Assert.NotEqual(BlockCachingTargets.Transformers, BlockCachingTargets.TransformersAndResnets);
+        Assert.DoesNotContain(BlockCachingTargets.TransformersAndResnets, BlockCachingTargets.All);   // All: single kinds
+    }
+
+    [Fact]
+    public void ProfilesBothKindsTogetherAsEachAlone()
+    {
+        using var unet = Model();
+        using var s = Scheduler();
+        var request = Request(4);
+        double[][] Table(BlockCachingTargets targets, out IReadOnlyList<string> blocks)
+        {
+            using var profiler = new ChangeProfiler(unet, targets);
+            using var x = CachedSampling.Sample(unet, s, request, profiler);
+            blocks = profiler.Blocks;
+            return Assert.Single(profiler.Generations);
+        }
+        var both = Table(BlockCachingTargets.TransformersAndResnets, out var bothBlocks);
+        var transformers = Table(BlockCachingTargets.Transformers, out var transformerBlocks);
+        var resnets = Table(BlockCachingTargets.Resnets, out var resnetBlocks);
+        foreach (var (table, blocks) in new[] { (transformers, transformerBlocks), (resnets, resnetBlocks) })
+            for (int i = 0; i < blocks.Count; i++)
+                Assert.Equal(table[i], both[bothBlocks.ToList().IndexOf(blocks[i])]);
+    }
+
+    [Fact]
     public void MeasuresTheRelativeL1ChangeOfEveryBlockWithoutChangingTheResult()
     {
         using var unet = Model();

@@ -23,6 +23,26 @@ public class ScaleShiftAdjustmentTests
     }
 
     [Fact]
+    public void The_default_path_is_beside_the_schedule_named_after_it_and_the_variant()
+    {
+        Assert.Equal(Path.GetFullPath("/x/cache/fast.scaleshift.safetensors"), ScaleShiftAdjustment.DefaultPathFor("/x/cache/fast.json"));
+        Assert.Equal(Path.GetFullPath("/x/fast.scaleshift-out0.5-unroll4.safetensors"), ScaleShiftAdjustment.DefaultPathFor("/x/fast.json", "out0.5-unroll4"));
+    }
+
+    [Fact]
+    public void Resnet_layers_are_sized_by_their_output_channels_with_both_kinds_together()
+    {
+        using var unet = Model();
+        var schedule = Schedule(unet, Steps, Sparse, BlockCachingTargets.TransformersAndResnets);
+        using var adjustment = ScaleShiftAdjustment.For(unet, schedule);
+        Assert.Equal(schedule.Blocks, adjustment.Blocks.Select(b => b.Path));
+        var channels = adjustment.Blocks.ToDictionary(b => b.Path, b => b.Channels);
+        Assert.Equal(16, channels["down_blocks.0.resnets.0"]);
+        Assert.Equal(32, channels["down_blocks.1.resnets.0"]);   // 16 in, 32 out: the layer follows the output
+        Assert.Equal(channels["down_blocks.1.attentions.0"], channels["down_blocks.1.resnets.0"]);
+    }
+
+    [Fact]
     public void Layers_are_sized_by_the_channels_of_the_scheduled_blocks()
     {
         using var unet = Model();
