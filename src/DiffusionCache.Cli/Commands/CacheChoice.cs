@@ -55,7 +55,10 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
             case CacheMethod.BlockCache when spec.ScheduleFile is { } file:
                 if (!File.Exists(file))
                     throw new DiffusionCacheException($"--cache '{choice}': no such schedule file, and not a method ({CacheSpec.Help})");
-                return FromSchedule(file, pipeline, solverClass, steps, spec.ForecastOrder);
+                string? adjustmentFile = !spec.ScaleShift ? null : spec.AdjustmentFile ?? ScaleShiftAdjustment.DefaultPathFor(file);
+                if (adjustmentFile is not null && !File.Exists(adjustmentFile))
+                    throw new DiffusionCacheException($"--cache '{choice}': no scale-shift adjustment {adjustmentFile} (train one with 'diffcache train scaleshift --schedule {file}')");
+                return FromSchedule(file, pipeline, solverClass, steps, spec.ForecastOrder, adjustmentFile);
             case CacheMethod.BlockCache when spec.Delta is double delta:
             {
                 // eq. 7 at another δ over the model's shipped profile (eq. 6): the speed-quality knob without a file.

@@ -28,7 +28,7 @@ public sealed record CacheSpec
 {
     /// <summary>The grammar, for help texts.</summary>
     public const string Help =
-        "none | blockcache[:ss] | blockcache:DELTA | SCHEDULE.json | blockcache-online:THR[:WARMUP][:transformer2d|resnet2d] | " +
+        "none | blockcache[:ss] | blockcache:DELTA | SCHEDULE.json[:ss[=ADJUSTMENT.safetensors]] | blockcache-online:THR[:WARMUP][:transformer2d|resnet2d] | " +
         "deepcache[:N[:BRANCH[:CENTER:POW]]] | ucache:THR[:START:END][:decay=D][:relative=0|1][:reset=0|1][:probe=input|first-block]; " +
         "any but none takes a last :taylor1 or :taylor2 to forecast reused values instead of reusing them";
 
@@ -40,8 +40,11 @@ public sealed record CacheSpec
     public int ForecastOrder { get; init; }
     /// <summary>Block Caching: the schedule file, or null for the model's shipped schedule.</summary>
     public string? ScheduleFile { get; init; }
-    /// <summary>Block Caching: with the shipped scale-shift adjustment (<c>blockcache:ss</c>).</summary>
+    /// <summary>Block Caching: with a scale-shift adjustment — the shipped one (<c>blockcache:ss</c>), the one trained
+    /// beside a schedule file (<c>SCHEDULE.json:ss</c>) or <see cref="AdjustmentFile"/>.</summary>
     public bool ScaleShift { get; init; }
+    /// <summary>Block Caching with a schedule file: the adjustment file named with <c>:ss=FILE</c>; null otherwise.</summary>
+    public string? AdjustmentFile { get; init; }
     /// <summary>Block Caching: a threshold δ (eq. 7) to build the schedule from the model's shipped profile with
     /// (<c>blockcache:0.161</c>) instead of taking the shipped schedule; null otherwise.</summary>
     public double? Delta { get; init; }
@@ -81,6 +84,12 @@ public sealed record CacheSpec
             "blockcache-online" => OnlineSpec(text, args, order),
             "deepcache" => DeepCacheSpec(text, args, order),
             "ucache" => UCacheSpec(text, args, order),
+            // SCHEDULE.json:ss uses the adjustment 'train scaleshift --schedule' wrote beside it; :ss=FILE names one.
+            _ when parts.Count == 2 && (parts[1] == "ss" || parts[1].StartsWith("ss=", StringComparison.Ordinal)) => new CacheSpec
+            {
+                Method = CacheMethod.BlockCache, Text = text, ScheduleFile = parts[0], ScaleShift = true, ForecastOrder = order,
+                AdjustmentFile = parts[1].Length > 3 ? parts[1][3..] : parts[1] == "ss" ? null : throw Bad(text, "ss= needs an adjustment file"),
+            },
             _ when parts.Count == 1 || order > 0 => new CacheSpec { Method = CacheMethod.BlockCache, Text = text, ScheduleFile = string.Join(':', parts), ForecastOrder = order },
             _ => throw Bad(text, $"unknown method '{parts[0]}'"),
         };

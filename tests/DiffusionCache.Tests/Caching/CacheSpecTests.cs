@@ -44,6 +44,17 @@ public sealed class CacheSpecTests
     }
 
     [Fact]
+    public void A_schedule_file_takes_the_adjustment_beside_it_or_a_named_one()
+    {
+        var beside = CacheSpec.Parse("out/s.json:ss");
+        Assert.Equal(("out/s.json", true, (string?)null), (beside.ScheduleFile, beside.ScaleShift, beside.AdjustmentFile));
+        var named = CacheSpec.Parse("out/s.json:ss=out/a.safetensors:taylor1");
+        Assert.Equal(("out/s.json", true, "out/a.safetensors", 1), (named.ScheduleFile, named.ScaleShift, named.AdjustmentFile, named.ForecastOrder));
+        Assert.Throws<DiffusionCacheException>(() => CacheSpec.Parse("out/s.json:ss="));
+        Assert.False(CacheSpec.Parse("out/s.json").ScaleShift);
+    }
+
+    [Fact]
     public void Deepcache_defaults_to_N_3_branch_0()
     {
         Assert.Equal((3, 0, (int?)null, (double?)null), CacheSpec.Parse("deepcache").DeepCache);

@@ -60,6 +60,24 @@ public sealed class CacheChoiceTests : IDisposable
     }
 
     [Fact]
+    public void A_schedule_file_with_ss_uses_the_adjustment_trained_beside_it()
+    {
+        using var dir = new TempFolder();
+        string cache = Repository.Path("models", "fashion-ldm", "cache");
+        string schedule = dir.File("fast.json");
+        File.Copy(Path.Combine(cache, "schedule-ddim-50.json"), schedule);
+        var e = Assert.Throws<DiffusionCacheException>(() => CacheChoice.Resolve(schedule + ":ss", _pipeline, "ddim", 50));
+        Assert.Contains("fast.scaleshift.safetensors", e.Message);
+        File.Copy(Path.Combine(cache, "scaleshift-ddim-50.safetensors"), ScaleShiftAdjustment.DefaultPathFor(schedule));
+        using (var choice = CacheChoice.Resolve(schedule + ":ss", _pipeline, "ddim", 50))
+        using (var policy = Assert.IsType<BlockCachePolicy>(choice.Create!()))
+            Assert.NotNull(policy.Adjustment);
+        File.Copy(Path.Combine(cache, "scaleshift-ddim-50.safetensors"), dir.File("other.safetensors"));
+        using (var named = CacheChoice.Resolve($"{schedule}:ss={dir.File("other.safetensors")}", _pipeline, "ddim", 50))
+            Assert.EndsWith("+ scale-shift", named.Name);
+    }
+
+    [Fact]
     public void Blockcache_without_a_shipped_schedule_samples_uncached()
     {
         Assert.Null(CacheChoice.Resolve("blockcache", _pipeline, "ddim", 37).Create);
