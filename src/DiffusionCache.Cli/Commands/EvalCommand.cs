@@ -85,8 +85,8 @@ internal static class EvalCommand
         FeatureSpace[] spaces = second is null
             ? [new(EvalSettings.FirstSpace, classifier)]
             : [new(EvalSettings.FirstSpace, classifier), new(EvalSettings.SecondSpace, second)];
-        // Only the generating pipeline follows --device/--dtype: the metric network stays float32 on the CPU, so
-        // FID and accuracy are measured the same way whatever the samples were made with.
+        // Only the generating pipeline follows --device/--dtype: the metric networks stay float32 on the CPU, so
+        // FID, KID and accuracy are measured the same way whatever the samples were made with.
         using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir), load);
         // Every run's solver, step count and cache is checked before any work.
         var caches = runs.Select(r =>
