@@ -76,8 +76,8 @@ public sealed class ShardMergeCommandTests
     public void Four_eval_shards_merge_into_the_single_process_figures()
     {
         using var dir = new TempFolder();
-        Assert.Equal(0, CliApp.Run([.. EvalArgs, "--json", dir.File("single.json")]));
-        for (int i = 0; i < 4; i++) Assert.Equal(0, CliApp.Run([.. EvalArgs, "--shard", $"{i}/4", "--out", dir.File("shards")]));
+        Succeeds([.. EvalArgs, "--json", dir.File("single.json")]);
+        for (int i = 0; i < 4; i++) Succeeds([.. EvalArgs, "--shard", $"{i}/4", "--out", dir.File("shards")]);
         // The merge as its own process, so its console output (the shared table and the verdict) can be read.
         int rc = RunCli(out var printed, "merge", dir.File("shards"), "--out", dir.File("merged"));
         Assert.True(rc == 0, printed);
@@ -110,14 +110,21 @@ public sealed class ShardMergeCommandTests
     {
         using var dir = new TempFolder();
         string[] args = [.. EvalArgs, "--second-classifier", "none"];
-        Assert.Equal(0, CliApp.Run([.. args, "--json", dir.File("single.json")]));
-        for (int i = 0; i < 2; i++) Assert.Equal(0, CliApp.Run([.. args, "--shard", $"{i}/2", "--out", dir.File("shards")]));
+        Succeeds([.. args, "--json", dir.File("single.json")]);
+        for (int i = 0; i < 2; i++) Succeeds([.. args, "--shard", $"{i}/2", "--out", dir.File("shards")]);
         Assert.Equal(1, CliApp.Run([.. EvalArgs, "--shard", "1/2", "--out", dir.File("shards")]));   // a two-space shard of another run
         Assert.Equal(0, CliApp.Run("merge", dir.File("shards"), "--out", dir.File("merged")));
         using var single = JsonDocument.Parse(File.ReadAllText(dir.File("single.json")));
         using var merged = JsonDocument.Parse(File.ReadAllText(dir.File("merged/eval.json")));
         EvalFigures.AssertSame(single.RootElement, merged.RootElement);
         Assert.Equal(1, merged.RootElement[0].GetProperty("spaces").GetArrayLength());
+    }
+
+    /// <summary>Runs the CLI in-process and fails with what it wrote to stderr unless it exits 0.</summary>
+    private static void Succeeds(params string[] args)
+    {
+        var (rc, error) = RuntimeOptionsTests.RunCapturingErrors(args);
+        Assert.True(rc == 0, $"diffcache {string.Join(' ', args)} exited {rc}: {error}");
     }
 
     /// <summary>Runs the built CLI as a process; stdout and stderr together in <paramref name="output"/>.</summary>
