@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text.Json;
 using DiffusionCache.Cli.Reporting;
 using DiffusionCache.Caching;
 using DiffusionCache.Data;
@@ -8,18 +7,19 @@ using DiffusionCache.Evaluation;
 using DiffusionCache.Formats;
 using DiffusionCache.Pipelines;
 using DiffusionCache.Sharding;
-using Spectre.Console;
 
 namespace DiffusionCache.Cli.Commands;
 
-/// <summary><c>diffcache eval</c>: FID (in the metric classifier's feature space) and class accuracy of generated
-/// samples, next to the floors that say what "good" means here.</summary>
+/// <summary><c>diffcache eval</c>: FID and KID in two independent metric networks' feature spaces and class accuracy
+/// of generated samples, with bootstrap intervals and paired comparisons against the first configuration, next to
+/// the floors that say what "good" means here.</summary>
 internal static class EvalCommand
 {
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "class-conditional pipeline folder", DefaultValueFactory = _ => TrainCommand.DefaultModel };
-        var classifier = new Option<string>("--classifier") { Description = "metric network folder", DefaultValueFactory = _ => ClassifierFolder.DefaultPath };
+        var classifier = new Option<string>("--classifier") { Description = "metric network folder (the first feature space and the class accuracy)", DefaultValueFactory = _ => ClassifierFolder.DefaultPath };
+        var secondClassifier = new Option<string>("--second-classifier") { Description = "second metric network folder, an independent feature space ('none': measure in the first space only)", DefaultValueFactory = _ => ClassifierFolder.SecondDefaultPath };
         var solver = new Option<string>("--solver") { Description = "ddim, ddpm, plms, dpm++ or euler", DefaultValueFactory = _ => "ddim" };
         var steps = new Option<int>("--steps") { Description = "denoising steps", DefaultValueFactory = _ => 50 };
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale", DefaultValueFactory = _ => 4.0 };
@@ -31,7 +31,7 @@ internal static class EvalCommand
         var referenceImages = new Option<int?>("--reference-images") { Description = "use only the first N images of each Fashion-MNIST split for the reference and floors (quick checks; default all)" };
         var shard = ShardOption.Create();
         var output = new Option<string?>("--out") { Description = "with --shard: the folder for the partial result" };
-        var command = new Command("eval", "FID and class accuracy of generated samples, with floors") { model, classifier, solver, steps, guidance, samples, batch, json, cache, configs, referenceImages, shard, output };
+        var command = new Command("eval", "FID and KID in two feature spaces and class accuracy of generated samples, with intervals, paired verdicts and floors") { model, classifier, secondClassifier, solver, steps, guidance, samples, batch, json, cache, configs, referenceImages, shard, output };
         var runtime = new RuntimeOptions();
         runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
@@ -41,7 +41,8 @@ internal static class EvalCommand
                 : [new Run(parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(cache)!)];
             var sharding = new Sharding(ShardOption.Parse(parse.GetValue(shard)), parse.GetValue(output), parse.GetValue(referenceImages));
             var load = runtime.Apply(parse);
-            return Execute(parse.GetValue(model)!, parse.GetValue(classifier)!, runs, parse.GetValue(guidance), parse.GetValue(samples),
+            string second = parse.GetValue(secondClassifier)!;
+            return Execute(parse.GetValue(model)!, parse.GetValue(classifier)!, second == "none" ? null : second, runs, parse.GetValue(guidance), parse.GetValue(samples),
                 parse.GetValue(batch), parse.GetValue(json), parse.GetValue(configs) is not null, sharding, load, cancel);
         })));
         return command;
@@ -69,7 +70,7 @@ internal static class EvalCommand
         return new Run(parts[0], steps, parts[2]);
     }
 
-    private static int Execute(string modelDir, string classifierDir, IReadOnlyList<Run> runs, double guidance, int samples,
+    private static int Execute(string modelDir, string classifierDir, string? secondDir, IReadOnlyList<Run> runs, double guidance, int samples,
         int batch, string? json, bool asList, Sharding sharding, PipelineLoadOptions load, CancellationToken cancel)
     {
         sharding.Validate(json);
@@ -80,8 +81,12 @@ internal static class EvalCommand
             throw new DiffusionCacheException($"{s.Count} shards for {items} sampling batches (configurations x batches): use at most {items} shards");
         var clock = Stopwatch.StartNew();
         using var classifier = ClassifierFolder.Load(DefaultPaths.Resolve(classifierDir));
-        // Only the generating pipeline follows --device/--dtype: the metric network stays float32 on the CPU, so
-        // FID and accuracy are measured the same way whatever the samples were made with.
+        using var second = secondDir is null ? null : LoadSecond(secondDir);
+        FeatureSpace[] spaces = second is null
+            ? [new(EvalSettings.FirstSpace, classifier)]
+            : [new(EvalSettings.FirstSpace, classifier), new(EvalSettings.SecondSpace, second)];
+        // Only the generating pipeline follows --device/--dtype: the metric networks stay float32 on the CPU, so
+        // FID, KID and accuracy are measured the same way whatever the samples were made with.
         using var pipeline = ClassConditionalPipeline.Load(DefaultPaths.Resolve(modelDir), load);
         // Every run's solver, step count and cache is checked before any work.
         var caches = runs.Select(r =>
@@ -93,12 +98,12 @@ internal static class EvalCommand
         {
             var settings = new EvalSettings
             {
-                Model = modelDir, Classifier = classifierDir, Guidance = guidance, Samples = samples, Batch = batch,
+                Model = modelDir, Classifier = classifierDir, SecondClassifier = secondDir, Guidance = guidance, Samples = samples, Batch = batch,
                 ReferenceImages = sharding.ReferenceImages, AsList = asList,
                 Configurations = [.. runs.Select((r, i) => new EvalConfiguration(r.Solver, r.Steps, r.Cache, caches[i].Name))],
             };
-            if (sharding.Shard is Shard shard) return EvaluateShard(pipeline, classifier, settings, caches, shard, sharding.Out!, cancel);
-            return Evaluate(pipeline, classifier, settings, caches, json, clock, cancel);
+            if (sharding.Shard is Shard shard) return EvaluateShard(pipeline, spaces, settings, caches, shard, sharding.Out!, cancel);
+            return Evaluate(pipeline, spaces, settings, caches, json, clock, cancel);
         }
         finally
         {
@@ -106,15 +111,28 @@ internal static class EvalCommand
         }
     }
 
-    private static EvalFloors Floors(ClassConditionalPipeline pipeline, FashionClassifier classifier, int? referenceImages)
+    /// <summary>The second metric network; a folder that is not one is an error that says how to do without it.</summary>
+    private static MetricNetwork LoadSecond(string dir)
+    {
+        try
+        {
+            return ClassifierFolder.LoadNetwork(DefaultPaths.Resolve(dir));
+        }
+        catch (DiffusionCacheException e)
+        {
+            throw new DiffusionCacheException($"--second-classifier: {e.Message}; or '--second-classifier none' to measure in one feature space", e);
+        }
+    }
+
+    private static EvalFloors Floors(ClassConditionalPipeline pipeline, IReadOnlyList<FeatureSpace> spaces, int? referenceImages)
     {
         FashionMnist.EnsureInstalled();
         using var test = FashionMnist.Load(FashionMnistSplit.Test);
         using var train = FashionMnist.Load(FashionMnistSplit.Train);
-        return EvalFloors.Compute(pipeline, classifier, test, train, referenceImages);
+        return EvalFloors.Compute(pipeline, spaces, test, train, referenceImages);
     }
 
-    private static int EvaluateShard(ClassConditionalPipeline pipeline, FashionClassifier classifier, EvalSettings settings,
+    private static int EvaluateShard(ClassConditionalPipeline pipeline, IReadOnlyList<FeatureSpace> spaces, EvalSettings settings,
         IReadOnlyList<CacheChoice> caches, Shard shard, string output, CancellationToken cancel)
     {
         ShardedEvaluation.CheckShardCount(settings, shard.Count);
@@ -126,19 +144,17 @@ internal static class EvalCommand
         var batches = settings.Batches();
         var (start, end) = shard.Range(batches.Count);
         long total = batches.Skip(start).Take(end - start).Sum(b => (long)b.Count);
-        using var partial = ProgressView.Run($"eval shard {shard}", total, p => ShardedEvaluation.RunShard(pipeline, classifier, settings,
+        using var partial = ProgressView.Run($"eval shard {shard}", total, p => ShardedEvaluation.RunShard(pipeline, spaces, settings,
             [.. caches.Select(c => c.Create is null ? null : (Func<ICachePolicy?>)(() => c.Create()))], shard,
-            () => Floors(pipeline, classifier, settings.ReferenceImages), new Progress(p), cancel));
+            () => Floors(pipeline, spaces, settings.ReferenceImages), new Progress(p), cancel));
         Console.WriteLine($"eval shard {shard}: sampling batches {start}..{end - 1} of {batches.Count}{(shard.Index == 0 ? " and the floors" : "")}; wrote {partial.Save(output)}");
         return 0;
     }
 
-    private static int Evaluate(ClassConditionalPipeline pipeline, FashionClassifier classifier, EvalSettings settings,
+    private static int Evaluate(ClassConditionalPipeline pipeline, IReadOnlyList<FeatureSpace> spaces, EvalSettings settings,
         IReadOnlyList<CacheChoice> caches, string? json, Stopwatch clock, CancellationToken cancel)
     {
-        using var floors = Floors(pipeline, classifier, settings.ReferenceImages);
-        var table = new Table().Border(TableBorder.Simple).AddColumn("samples").AddColumn(new TableColumn("class accuracy").RightAligned())
-            .AddColumn(new TableColumn("FID").RightAligned()).AddColumn(new TableColumn("sampling s").RightAligned());
+        using var floors = Floors(pipeline, spaces, settings.ReferenceImages);
         var rows = new List<EvalRow>();
         var batches = settings.Batches();
         for (int i = 0; i < settings.Configurations.Count; i++)
@@ -152,38 +168,26 @@ internal static class EvalCommand
                 {
                     foreach (var b in mine)
                     {
-                        results.Add(ShardedEvaluation.RunBatch(pipeline, classifier, settings, b, cache.Create, cancel));
+                        results.Add(ShardedEvaluation.RunBatch(pipeline, spaces, settings, b, cache.Create, cancel));
                         p.Report((b.Start + b.Count, "samples"));
                     }
                     return 0;
                 });
-                rows.Add(ShardedEvaluation.Score(settings, i, results, floors));
+                // The same scoring as a merge's, so the single-process run is the merge of one shard.
+                rows.Add(ShardedEvaluation.Score(settings, i, results, floors, i == 0 ? null : rows[0]));
             }
             finally
             {
                 foreach (var r in results) r.Dispose();
             }
-            var row = rows[^1];
-            string name = $"{run.Solver}, {run.Steps} steps, guidance {settings.Guidance}, {cache.Name}";
-            table.AddRow(Markup.Escape(name), $"{row.ClassAccuracy:P2}", $"{row.Fid:0.000}", $"{row.SamplingSeconds:0}");
-            Console.WriteLine($"{name}: class accuracy {row.ClassAccuracy:P2}, FID {row.Fid:0.000} ({settings.Samples} samples, {row.SamplingSeconds:0} s)");
+            EvalTable.WriteLine(rows[^1]);
             if (json is not null)   // written after every run, so a long job's finished runs are kept
                 AtomicFile.WriteAllText(json, ShardedEvaluation.ToJson(rows, settings.AsList));
         }
-        PrintFloors(table, floors.FidTrain, floors.FidAutoencoder, floors.ClassifierTestAccuracy);
+        EvalTable.Write(rows);
         Console.WriteLine($"time: {clock.Elapsed.TotalSeconds:0} s");
         if (json is not null) Console.WriteLine($"wrote {json}");
         return 0;
-    }
-
-    /// <summary>The floor rows and the note under an eval table (also after a merge).</summary>
-    internal static void PrintFloors(Table table, double floorTrain, double floorAutoencoder, double testAccuracy)
-    {
-        table.AddRow("floor: train set vs test", "", $"{floorTrain:0.000}", "");
-        table.AddRow("floor: test through the autoencoder vs test", "", $"{floorAutoencoder:0.000}", "");
-        table.AddRow("classifier on the test set", $"{testAccuracy:P2}", "", "");
-        AnsiConsole.Write(table);
-        Console.WriteLine("FID here is measured in the metric classifier's 256-d feature space, not Inception-FID.");
     }
 
     private sealed class Progress(IProgress<(long Done, string Status)> inner) : IProgress<long>

@@ -4,7 +4,6 @@ using DiffusionCache.Cli.Reporting;
 using DiffusionCache.Evaluation;
 using DiffusionCache.Formats;
 using DiffusionCache.Sharding;
-using Spectre.Console;
 
 namespace DiffusionCache.Cli.Commands;
 
@@ -71,16 +70,10 @@ internal static class MergeCommand
             foreach (var h in headers) shards.Add(EvalShard.Load(h.Path));
             var rows = ShardedEvaluation.Merge(shards);
             var settings = shards[0].Settings;
-            var floors = shards.First(s => s.Shard.Index == 0).Floors!;
             var written = Publish(output, staging =>
                 AtomicFile.WriteAllText(Path.Combine(staging, "eval.json"), ShardedEvaluation.ToJson(rows, settings.AsList)));
-            var table = new Table().Border(TableBorder.Simple).AddColumn("samples").AddColumn(new TableColumn("class accuracy").RightAligned())
-                .AddColumn(new TableColumn("FID").RightAligned()).AddColumn(new TableColumn("sampling s").RightAligned());
-            foreach (var row in rows)
-                table.AddRow(Markup.Escape($"{row.Solver}, {row.Steps} steps, guidance {row.Guidance}, {row.Cache}"), $"{row.ClassAccuracy:P2}",
-                    $"{row.Fid:0.000}", $"{row.SamplingSeconds:0}");
             Console.WriteLine($"merged {headers.Count} eval shards ({settings.Samples} samples per configuration; sampling s summed over shards)");
-            EvalCommand.PrintFloors(table, floors.FidTrain, floors.FidAutoencoder, floors.ClassifierTestAccuracy);
+            EvalTable.Write(rows);
             Console.WriteLine($"wrote {string.Join(", ", written)}");
             return 0;
         }

@@ -40,7 +40,9 @@ public static class Bootstrap
     }
 
     /// <summary>The percentile interval: the (1 - level)/2 and (1 + level)/2 quantiles of the replicates (linear
-    /// interpolation between order statistics), around <paramref name="estimate"/>.</summary>
+    /// interpolation between order statistics), around <paramref name="estimate"/>. NaN replicates (a statistic
+    /// undefined on its resample: KID of a resample that drew a single sample n times has no pair of distinct
+    /// samples) are left out; only when all are NaN is the interval NaN.</summary>
     /// <param name="estimate">The statistic on the full sample.</param>
     /// <param name="replicates">The statistic on each resample; not empty.</param>
     /// <param name="level">Coverage, in (0, 1).</param>
@@ -48,7 +50,8 @@ public static class Bootstrap
     {
         if (replicates.Count == 0) throw new DiffusionCacheException("percentile interval of no replicates");
         if (level is <= 0 or >= 1) throw new DiffusionCacheException($"interval level must be in (0, 1) (got {level})");
-        var sorted = replicates.Order().ToArray();
+        var sorted = replicates.Where(r => !double.IsNaN(r)).Order().ToArray();
+        if (sorted.Length == 0) return new Interval(estimate, double.NaN, double.NaN);
         return new Interval(estimate, Quantile(sorted, (1 - level) / 2), Quantile(sorted, (1 + level) / 2));
     }
 

@@ -34,6 +34,19 @@ public class BootstrapTests
     }
 
     [Fact]
+    public void Percentile_interval_leaves_out_undefined_replicates()
+    {
+        // KID of a resample that drew one sample n times is NaN (no pair of distinct samples): likely at tiny N.
+        var values = Enumerable.Range(0, 101).Select(i => (double)i).Append(double.NaN).Prepend(double.NaN).ToList();
+        var interval = Bootstrap.Percentile(42, values, 0.95);
+        Assert.Equal(2.5, interval.Lower, 12);
+        Assert.Equal(97.5, interval.Upper, 12);
+        var none = Bootstrap.Percentile(42, [double.NaN, double.NaN], 0.95);
+        Assert.Equal(42, none.Estimate);
+        Assert.True(double.IsNaN(none.Lower) && double.IsNaN(none.Upper));
+    }
+
+    [Fact]
     public void Wilson_interval_matches_the_textbook_value()
     {
         var i = Bootstrap.Wilson(8, 10);

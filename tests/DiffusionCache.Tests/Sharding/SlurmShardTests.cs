@@ -8,7 +8,8 @@ namespace DiffusionCache.Tests.Sharding;
 /// <c>diffcache slurm profile|eval ... --shards 4</c> through a real one-node Slurm cluster
 /// (<see cref="OneNodeSlurmCluster"/>): the array job's four tasks and the chained merge job run, and the merged
 /// results equal single-process runs of the same commands with the tasks' thread count (OMP_NUM_THREADS=1; libtorch's
-/// float results depend on the thread count in the last bits): the profile byte for byte, the eval figures to 1e-9.
+/// float results depend on the thread count in the last bits): the profile byte for byte, every eval figure (both
+/// feature spaces, KID, intervals, the verdict against the first configuration) to 1e-9.
 /// The CLI runs as a separate process (the built <c>diffcache.dll</c>), as it does on a cluster.
 /// </summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
@@ -55,7 +56,7 @@ public sealed class SlurmShardTests
 
         // The single-process references run while the cluster works (same thread count as the tasks).
         Diffcache(env, ["profile", .. ProfileArgs, "--out", dir.File("single-profile")]);
-        Diffcache(env, ["eval", .. EvalArgs, "--json", dir.File("single-eval.json")]);
+        string singleOutput = Diffcache(env, ["eval", .. EvalArgs, "--json", dir.File("single-eval.json")]);
 
         cluster.WaitCompleted(profileMerge, TimeSpan.FromMinutes(3), dir.File("profile/slurm/logs"));
         cluster.WaitCompleted(evalMerge, TimeSpan.FromMinutes(3), dir.File("eval/slurm/logs"));
@@ -74,6 +75,9 @@ public sealed class SlurmShardTests
         for (int i = 0; i < s.Count; i++)
             foreach (var key in new[] { "fid", "class_accuracy", "fid_floor", "fid_floor_autoencoder", "classifier_test_accuracy" })
                 Assert.True(Math.Abs(s[i].GetProperty(key).GetDouble() - m[i].GetProperty(key).GetDouble()) <= 1e-9, $"{key}: {s[i].GetProperty(key)} vs {m[i].GetProperty(key)}");
+        EvalFigures.AssertSame(single.RootElement, merged.RootElement);   // both feature spaces, KID, intervals, the verdict
+        Assert.Equal(2, m[1].GetProperty("spaces").GetArrayLength());
+        Assert.Contains(m[1].GetProperty("versus_first").GetProperty("summary").GetString()!, singleOutput, StringComparison.Ordinal);
         Console.WriteLine($"slurm test: {clock.Elapsed.TotalSeconds:0} s");
     }
 

@@ -1,11 +1,13 @@
 using System.Text.Json;
 using DiffusionCache.Cli;
+using DiffusionCache.Tests.Sharding;
 using DiffusionCache.Tests.TestSupport;
 
 namespace DiffusionCache.Tests.Cli.Commands;
 
 /// <summary><c>--shard I/N</c> on profile and eval, and <c>diffcache merge</c>, on the embedded model with tiny
-/// settings: four shards merged equal the single-process run (profile files byte for byte; eval figures to 1e-9),
+/// settings: four shards merged equal the single-process run (profile files byte for byte; every eval figure, both
+/// feature spaces with KID, intervals and the verdict, to 1e-9),
 /// a re-run shard is skipped, and bad input (malformed shard, missing or duplicated shard, shards of different runs)
 /// is one error with nothing merged.</summary>
 public sealed class ShardMergeCommandTests
@@ -74,9 +76,11 @@ public sealed class ShardMergeCommandTests
     public void Four_eval_shards_merge_into_the_single_process_figures()
     {
         using var dir = new TempFolder();
-        Assert.Equal(0, CliApp.Run([.. EvalArgs, "--json", dir.File("single.json")]));
-        for (int i = 0; i < 4; i++) Assert.Equal(0, CliApp.Run([.. EvalArgs, "--shard", $"{i}/4", "--out", dir.File("shards")]));
-        Assert.Equal(0, CliApp.Run("merge", dir.File("shards"), "--out", dir.File("merged")));
+        Succeeds([.. EvalArgs, "--json", dir.File("single.json")]);
+        for (int i = 0; i < 4; i++) Succeeds([.. EvalArgs, "--shard", $"{i}/4", "--out", dir.File("shards")]);
+        // The merge as its own process, so its console output (the shared table and the verdict) can be read.
+        int rc = RunCli(out var printed, "merge", dir.File("shards"), "--out", dir.File("merged"));
+        Assert.True(rc == 0, printed);
 
         using var single = JsonDocument.Parse(File.ReadAllText(dir.File("single.json")));
         using var merged = JsonDocument.Parse(File.ReadAllText(dir.File("merged/eval.json")));
@@ -84,13 +88,57 @@ public sealed class ShardMergeCommandTests
         var m = merged.RootElement.EnumerateArray().ToList();
         Assert.Equal(2, s.Count);
         Assert.Equal(2, m.Count);
+        EvalFigures.AssertSame(single.RootElement, merged.RootElement);   // every figure, both spaces, KID, intervals, verdict
         for (int i = 0; i < 2; i++)
         {
             foreach (var key in new[] { "fid", "class_accuracy", "fid_floor", "fid_floor_autoencoder", "classifier_test_accuracy" })
                 Assert.True(Math.Abs(s[i].GetProperty(key).GetDouble() - m[i].GetProperty(key).GetDouble()) <= 1e-9, key);
-            foreach (var key in new[] { "model", "solver", "cache" })
-                Assert.Equal(s[i].GetProperty(key).GetString(), m[i].GetProperty(key).GetString());
             Assert.Equal(6, m[i].GetProperty("samples").GetInt32());
+            Assert.Equal(["classifier", "resnet"], m[i].GetProperty("spaces").EnumerateArray().Select(x => x.GetProperty("space").GetString()));
+            Assert.Equal(m[i].GetProperty("fid").GetDouble(), m[i].GetProperty("spaces")[0].GetProperty("fid").GetDouble());
         }
+        Assert.Equal(JsonValueKind.Null, m[0].GetProperty("versus_first").ValueKind);
+        string summary = m[1].GetProperty("versus_first").GetProperty("summary").GetString()!;
+        Assert.Contains("ddim, 2 steps, guidance 4, no cache", summary, StringComparison.Ordinal);
+        Assert.Contains(summary, printed, StringComparison.Ordinal);
+        Assert.Contains("KID×10³ resnet [95 %]", printed, StringComparison.Ordinal);
+        Assert.Contains("floor: test through the autoencoder vs test", printed, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Eval_with_one_feature_space_merges_too()
+    {
+        using var dir = new TempFolder();
+        string[] args = [.. EvalArgs, "--second-classifier", "none"];
+        Succeeds([.. args, "--json", dir.File("single.json")]);
+        for (int i = 0; i < 2; i++) Succeeds([.. args, "--shard", $"{i}/2", "--out", dir.File("shards")]);
+        Assert.Equal(1, CliApp.Run([.. EvalArgs, "--shard", "1/2", "--out", dir.File("shards")]));   // a two-space shard of another run
+        Assert.Equal(0, CliApp.Run("merge", dir.File("shards"), "--out", dir.File("merged")));
+        using var single = JsonDocument.Parse(File.ReadAllText(dir.File("single.json")));
+        using var merged = JsonDocument.Parse(File.ReadAllText(dir.File("merged/eval.json")));
+        EvalFigures.AssertSame(single.RootElement, merged.RootElement);
+        Assert.Equal(1, merged.RootElement[0].GetProperty("spaces").GetArrayLength());
+    }
+
+    /// <summary>Runs the CLI in-process and fails with what it wrote to stderr unless it exits 0.</summary>
+    private static void Succeeds(params string[] args)
+    {
+        var (rc, error) = RuntimeOptionsTests.RunCapturingErrors(args);
+        Assert.True(rc == 0, $"diffcache {string.Join(' ', args)} exited {rc}: {error}");
+    }
+
+    /// <summary>Runs the built CLI as a process; stdout and stderr together in <paramref name="output"/>.</summary>
+    private static int RunCli(out string output, params string[] args)
+    {
+        string cli = Repository.Path("src", "DiffusionCache.Cli", "bin", "Release", "net10.0", "diffcache.dll");
+        string dotnet = Environment.ProcessPath is string p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
+        var info = new System.Diagnostics.ProcessStartInfo(dotnet) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])[cli, .. args]) info.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(info) ?? throw new InvalidOperationException("could not start the CLI");
+        var stderr = process.StandardError.ReadToEndAsync();
+        output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        output += stderr.Result;
+        return process.ExitCode;
     }
 }
