@@ -37,8 +37,10 @@ internal static class FrontierCommand
         var timingBatch = new Option<int>("--timing-batch") { Description = "images per timed generation", DefaultValueFactory = _ => 16 };
         var output = new Option<string?>("--out") { Description = "folder for frontier-*.md/.json/.png (default out/frontier; docs/benchmarks with --full)" };
         var sampleOnly = new Option<bool>("--sample-only") { Description = "generate and keep the samples, then stop (sampling tolerates a busy machine; the timings that follow need an idle one)" };
+        var shard = ShardOption.Create();
+        shard.Description = "with --sample-only: sample only every N-th point starting at I (several processes or nodes filling one store)";
         var command = new Command("frontier", "sweep every caching method on one speed-quality plane (FID/KID in two feature spaces vs measured speedup)")
-            { full, samples, batch, repeats, timingBatch, output, sampleOnly };
+            { full, samples, batch, repeats, timingBatch, output, sampleOnly, shard };
         var study = new StudySetup.Options();
         study.AddTo(command);
         var runtime = new RuntimeOptions();
@@ -47,7 +49,9 @@ internal static class FrontierCommand
         {
             bool isFull = parse.GetValue(full);
             var settings = new Settings(isFull, parse.GetValue(samples) ?? (isFull ? 1000 : 200), parse.GetValue(batch),
-                parse.GetValue(repeats) ?? (isFull ? 5 : 3), parse.GetValue(timingBatch), parse.GetValue(output) ?? (isFull ? "docs/benchmarks" : "out/frontier"), parse.GetValue(sampleOnly));
+                parse.GetValue(repeats) ?? (isFull ? 5 : 3), parse.GetValue(timingBatch), parse.GetValue(output) ?? (isFull ? "docs/benchmarks" : "out/frontier"), parse.GetValue(sampleOnly),
+                ShardOption.Parse(parse.GetValue(shard)));
+            if (settings.Shard is not null && !settings.SampleOnly) throw new DiffusionCacheException("--shard shares out the sampling: give --sample-only too (timings run in one process)");
             if (settings.Repeats < 1) throw new DiffusionCacheException("--repeats must be at least 1");
             if (settings.TimingBatch < 1) throw new DiffusionCacheException("--timing-batch must be positive");
             return Execute(study, parse, runtime.Apply(parse), settings, cancel);
@@ -55,7 +59,7 @@ internal static class FrontierCommand
         return command;
     }
 
-    private sealed record Settings(bool Full, int Samples, int Batch, int Repeats, int TimingBatch, string Out, bool SampleOnly);
+    private sealed record Settings(bool Full, int Samples, int Batch, int Repeats, int TimingBatch, string Out, bool SampleOnly, Sharding.Shard? Shard);
 
     /// <summary>One solver and reference step count of the sweep, with its bar speedup (issue #13's bars).</summary>
     internal sealed record Group(string Solver, int Steps, double BarSpeedup, IReadOnlyList<PointSpec> Points)
@@ -115,12 +119,14 @@ internal static class FrontierCommand
         using var setup = StudySetup.Open(options, parse, load, settings.Samples, settings.Batch, specs);
         AtomicFile.EnsureWritable(Path.Combine(settings.Out, "frontier.md"));
         Console.WriteLine($"frontier: {specs.Count} points x {settings.Samples} samples (batches kept in {setup.Study.Store.Folder}, resumable)");
-        var measured = setup.Measure(cancel);
         if (settings.SampleOnly)
         {
-            Console.WriteLine($"samples of all {specs.Count} points are in {setup.Study.Store.Folder} ({clock.Elapsed.TotalMinutes:0} min); run again without --sample-only on an idle machine for the timings and the report");
+            var mine = settings.Shard is Sharding.Shard sh ? setup.Points.Where((_, i) => i % sh.Count == sh.Index).ToList() : setup.Points;
+            setup.Sample(mine, cancel);
+            Console.WriteLine($"samples of {mine.Count} of {specs.Count} points are in {setup.Study.Store.Folder} ({clock.Elapsed.TotalMinutes:0} min); run again without --sample-only on an idle machine for the timings and the report");
             return 0;
         }
+        var measured = setup.Measure(cancel);
         Directory.CreateDirectory(state);
         var results = setup.Time(measured, settings.TimingBatch, settings.Repeats, Path.Combine(state, $"timing-batch{settings.TimingBatch}.json"), cancel);
         var overhead = DecisionOverhead(setup, groups[0], settings, Path.Combine(state, $"overhead-batch{settings.TimingBatch}.json"), cancel);

@@ -120,6 +120,23 @@ internal sealed class StudySetup : IDisposable
         });
     }
 
+    /// <summary>Makes (or finds) the samples of <paramref name="points"/> without scoring them.</summary>
+    public void Sample(IReadOnlyList<StudyPoint> points, CancellationToken cancel)
+    {
+        long total = (long)points.Count * Study.Samples;
+        ProgressView.Run("sampling", total, p =>
+        {
+            long before = 0;
+            foreach (var point in points)
+            {
+                Study.Images(point, new Reporter<(string Point, long Samples)>(x => p.Report((before + x.Samples, x.Point))), cancel);
+                Study.Forget(point);
+                before += Study.Samples;
+            }
+            return 0;
+        });
+    }
+
     /// <summary>Times the points (or reads the saved timings) with a target of <paramref name="timingBatch"/> images.</summary>
     public IReadOnlyList<StudyResult> Time(IReadOnlyList<StudyResult> results, int timingBatch, int repeats, string path, CancellationToken cancel)
     {

@@ -124,6 +124,13 @@ public sealed class Study : IDisposable
         return images;
     }
 
+    /// <summary>Frees the samples of <paramref name="point"/> kept in memory (they stay in the store).</summary>
+    public void Forget(StudyPoint point)
+    {
+        ArgumentNullException.ThrowIfNull(point);
+        if (_images.Remove(point.Name, out var images)) images.Dispose();
+    }
+
     /// <summary>Times every point side by side, one <see cref="CacheBenchmark"/> per solver (its points rotate through
     /// the rounds), or reads the timings from <paramref name="path"/> when a previous run of the same points saved
     /// them there. Speedups are within-round ratios to each point's reference.</summary>
