@@ -37,10 +37,11 @@ internal static class FrontierCommand
         var timingBatch = new Option<int>("--timing-batch") { Description = "images per timed generation", DefaultValueFactory = _ => 16 };
         var output = new Option<string?>("--out") { Description = "folder for frontier-*.md/.json/.png (default out/frontier; docs/benchmarks with --full)" };
         var sampleOnly = new Option<bool>("--sample-only") { Description = "generate and keep the samples, then stop (sampling tolerates a busy machine; the timings that follow need an idle one)" };
+        var sweep = new Option<string?>("--sweep") { Description = "only this sweep of --full: ddim20 or ddim50 (default both)" };
         var shard = ShardOption.Create();
         shard.Description = "with --sample-only: sample only every N-th point starting at I (several processes or nodes filling one store)";
         var command = new Command("frontier", "sweep every caching method on one speed-quality plane (FID/KID in two feature spaces vs measured speedup)")
-            { full, samples, batch, repeats, timingBatch, output, sampleOnly, shard };
+            { full, samples, batch, repeats, timingBatch, output, sampleOnly, shard, sweep };
         var study = new StudySetup.Options();
         study.AddTo(command);
         var runtime = new RuntimeOptions();
@@ -50,7 +51,7 @@ internal static class FrontierCommand
             bool isFull = parse.GetValue(full);
             var settings = new Settings(isFull, parse.GetValue(samples) ?? (isFull ? 1000 : 200), parse.GetValue(batch),
                 parse.GetValue(repeats) ?? (isFull ? 5 : 3), parse.GetValue(timingBatch), parse.GetValue(output) ?? (isFull ? "docs/benchmarks" : "out/frontier"), parse.GetValue(sampleOnly),
-                ShardOption.Parse(parse.GetValue(shard)));
+                ShardOption.Parse(parse.GetValue(shard)), parse.GetValue(sweep));
             if (settings.Shard is not null && !settings.SampleOnly) throw new DiffusionCacheException("--shard shares out the sampling: give --sample-only too (timings run in one process)");
             if (settings.Repeats < 1) throw new DiffusionCacheException("--repeats must be at least 1");
             if (settings.TimingBatch < 1) throw new DiffusionCacheException("--timing-batch must be positive");
@@ -59,7 +60,8 @@ internal static class FrontierCommand
         return command;
     }
 
-    private sealed record Settings(bool Full, int Samples, int Batch, int Repeats, int TimingBatch, string Out, bool SampleOnly, Sharding.Shard? Shard);
+    private sealed record Settings(bool Full, int Samples, int Batch, int Repeats, int TimingBatch, string Out, bool SampleOnly, Sharding.Shard? Shard,
+        string? Sweep);
 
     /// <summary>One solver and reference step count of the sweep, with its bar speedup (issue #13's bars).</summary>
     internal sealed record Group(string Solver, int Steps, double BarSpeedup, IReadOnlyList<PointSpec> Points)
@@ -113,10 +115,13 @@ internal static class FrontierCommand
     private static int Execute(StudySetup.Options options, ParseResult parse, Pipelines.PipelineLoadOptions load, Settings settings, CancellationToken cancel)
     {
         var groups = Groups(settings.Full);
+        if (settings.Sweep is string only)
+            groups = groups.Where(g => g.Id == only).ToList() is { Count: > 0 } picked ? picked
+                : throw new DiffusionCacheException($"--sweep {only}: {(settings.Full ? "" : "without --full ")}the sweeps are {string.Join(", ", groups.Select(g => g.Id))}");
         var specs = groups.SelectMany(g => g.Points).ToList();
         string state = Path.Combine("runs", settings.Full ? "frontier" : "frontier-quick");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        using var setup = StudySetup.Open(options, parse, load, settings.Samples, settings.Batch, specs);
+        using var setup = StudySetup.Open(options, parse, load, settings.Samples, settings.Batch, specs, scoring: !settings.SampleOnly);
         AtomicFile.EnsureWritable(Path.Combine(settings.Out, "frontier.md"));
         Console.WriteLine($"frontier: {specs.Count} points x {settings.Samples} samples (batches kept in {setup.Study.Store.Folder}, resumable)");
         if (settings.SampleOnly)

@@ -86,7 +86,7 @@ internal static class ReportCommand
                 throw new DiffusionCacheException($"{schedule}: the report needs the model's Block Caching schedule and scale-shift adjustment for {solver} " +
                     $"with {steps} steps ('diffcache profile', 'diffcache schedule', 'diffcache train scaleshift --solver {solver} --denoising-steps {steps}')");
         }
-        using var setup = StudySetup.Open(options, parse, load, s.Samples, s.Batch, [.. table, .. fig7]);
+        using var setup = StudySetup.Open(options, parse, load, s.Samples, s.Batch, [.. table, .. fig7], scoring: !s.SampleOnly);
         AtomicFile.EnsureWritable(Path.Combine(s.Out, "README.md"));
         var tablePoints = setup.Points.Take(table.Count).ToList();
         var fig7Points = setup.Points.Skip(table.Count).ToList();
@@ -106,19 +106,21 @@ internal static class ReportCommand
                     "no cache", null, Baseline(solver, steps)) { Knob = fewer });
             }
         }
-        var rows = setup.Study.Measure(RowOrder(tablePoints, matched), null, cancel);
-        Console.WriteLine($"Table 1: {rows.Count} rows x {s.Samples} samples scored ({clock.Elapsed.TotalMinutes:0} min)");
         using var fig7Study = new Study
         {
             Pipeline = setup.Pipeline, Model = setup.Study.Model, Classifier = setup.Study.Classifier, Spaces = setup.Study.Spaces,
             References = setup.Study.References, Store = setup.Study.Store, Samples = setup.Pipeline.NumLabels, Batch = s.Batch, Guidance = setup.Study.Guidance,
         };
-        foreach (var p in fig7Points) fig7Study.Images(p, null, cancel);
         if (s.SampleOnly)
         {
+            setup.Sample(RowOrder(tablePoints, matched), cancel);
+            foreach (var p in fig7Points) fig7Study.Images(p, null, cancel);
             Console.WriteLine($"samples are in {setup.Study.Store.Folder}; run again without --sample-only on an idle machine for the same-latency rows, the timings and the report");
             return 0;
         }
+        var rows = setup.Study.Measure(RowOrder(tablePoints, matched), null, cancel);
+        Console.WriteLine($"Table 1: {rows.Count} rows x {s.Samples} samples scored ({clock.Elapsed.TotalMinutes:0} min)");
+        foreach (var p in fig7Points) fig7Study.Images(p, null, cancel);
 
         var all = setup.Time([.. rows, .. fig7Points.Select(p => new StudyResult(p, null!, null, 0, 0, null))], s.TimingBatch, s.Repeats,
             Path.Combine(s.State, $"timing-batch{s.TimingBatch}.json"), cancel);

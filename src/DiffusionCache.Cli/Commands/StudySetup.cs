@@ -48,7 +48,9 @@ internal sealed class StudySetup : IDisposable
     public required PipelineLoadOptions Load { get; init; }
 
     /// <summary>Loads everything and resolves <paramref name="specs"/>; any bad value fails here, before sampling.</summary>
-    public static StudySetup Open(Options options, ParseResult parse, PipelineLoadOptions load, int samples, int batch, IReadOnlyList<PointSpec> specs)
+    /// <param name="scoring">False when only samples will be made: the reference features (minutes) are skipped.</param>
+    public static StudySetup Open(Options options, ParseResult parse, PipelineLoadOptions load, int samples, int batch, IReadOnlyList<PointSpec> specs,
+        bool scoring = true)
     {
         string modelDir = parse.GetValue(options.Model)!;
         if (samples < 2) throw new DiffusionCacheException("--samples must be at least 2");
@@ -70,17 +72,7 @@ internal sealed class StudySetup : IDisposable
                 return choice;
             }).ToList();
             var spaces = new List<FeatureSpace> { new("classifier", classifier), new("resnet", second) };
-            FashionMnist.EnsureInstalled();
-            var references = ProgressView.Run("reference features (Fashion-MNIST test split)", spaces.Count, p =>
-            {
-                using var test = FashionMnist.Load(FashionMnistSplit.Test);
-                return spaces.Select((space, i) =>
-                {
-                    var r = ReferenceFeatures.Of(space, test.Images);
-                    p.Report((i + 1, space.Name));
-                    return r;
-                }).ToList();
-            });
+            var references = scoring ? References(spaces) : [];
             owned.AddRange(references);
             var study = new Study
             {
@@ -100,6 +92,21 @@ internal sealed class StudySetup : IDisposable
             for (int i = owned.Count - 1; i >= 0; i--) owned[i].Dispose();
             throw;
         }
+    }
+
+    private static List<ReferenceFeatures> References(IReadOnlyList<FeatureSpace> spaces)
+    {
+        FashionMnist.EnsureInstalled();
+        return ProgressView.Run("reference features (Fashion-MNIST test split)", spaces.Count, p =>
+        {
+            using var test = FashionMnist.Load(FashionMnistSplit.Test);
+            return spaces.Select((space, i) =>
+            {
+                var r = ReferenceFeatures.Of(space, test.Images);
+                p.Report((i + 1, space.Name));
+                return r;
+            }).ToList();
+        });
     }
 
     /// <summary>The resolved points, in the order given.</summary>

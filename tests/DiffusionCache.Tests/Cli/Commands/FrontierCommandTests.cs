@@ -39,6 +39,7 @@ public sealed class FrontierCommandTests
     [InlineData("--repeats", "0")]
     [InlineData("--timing-batch", "0")]
     [InlineData("--second-classifier", "no/such/folder")]
+    [InlineData("--sweep", "ddim50")]   // the quick sweep is DDIM 20 only
     [InlineData("--shard", "0/2")]   // sharding is for --sample-only: timings run in one process
     public void Refuses_bad_values_before_any_work(string option, string value)
     {
