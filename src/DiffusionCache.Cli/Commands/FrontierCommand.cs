@@ -226,7 +226,7 @@ internal static class FrontierCommand
         var spaces = rows[0].Quality.Spaces.Select(s => s.Space).ToList();
         FrontierLine? Line(string method, int space)
         {
-            var pts = rows.Where(r => r.Point.Method == method || (method == "fewer steps" && r.Point.Reference is null))
+            var pts = rows.Where(r => r.Point.Method == method || r.Point.Reference is null)   // every line starts at uncached sampling
                 .Select(r => (r.Timing!.Speedup.Estimate, r.Quality.Spaces[space].Fid)).ToList();
             return pts.Count == 0 ? null : new FrontierLine(pts);
         }

@@ -48,7 +48,7 @@ internal static class FrontierPlot
         int colour = 0;
         foreach (var method in rows.Select(r => r.Point.Method).Distinct())
         {
-            var line = rows.Where(r => r.Point.Method == method || (method == "fewer steps" && r.Point.Reference is null))
+            var line = rows.Where(r => r.Point.Method == method || r.Point.Reference is null)   // every line starts at uncached sampling
                 .OrderBy(r => r.Timing!.Speedup.Estimate).ToList();
             var xs = line.Select(r => r.Timing!.Speedup.Estimate).ToArray();
             var ys = line.Select(r => r.Quality.Spaces[space].Fid.Estimate).ToArray();
