@@ -295,7 +295,7 @@ internal static class FrontierCommand
 
     private static void PrintGroup(Group group, IReadOnlyList<StudyResult> rows, string bars)
     {
-        var table = new Table().Border(TableBorder.Simple).Title($"{group.Title}").AddColumn("point").AddColumn(new TableColumn("speedup").RightAligned());
+        var table = new Table().Border(TableBorder.Simple).Title($"{group.Title}").AddColumn("point").AddColumn(new TableColumn("speedup").RightAligned()).AddColumn(new TableColumn("reused").RightAligned());
         foreach (var s in rows[0].Quality.Spaces) table.AddColumn(new TableColumn($"FID {s.Space}").RightAligned());
         table.AddColumn(new TableColumn("accuracy").RightAligned()).AddColumn("vs uncached");
         foreach (var r in rows)
