@@ -161,8 +161,8 @@ public sealed class Study : IDisposable
             var mine = rounds[r.Point.Name];
             var theirs = rounds[r.Point.Reference ?? r.Point.Name];
             var ratios = theirs.Milliseconds.Zip(mine.Milliseconds, (a, b) => a / b).ToList();
-            double perImage = Median(mine.Milliseconds) / mine.ImagesPerRun;
-            return r with { Timing = new StudyTiming(perImage, new Interval(Median(ratios), ratios.Min(), ratios.Max()), ratios.Count, mine.ReusedFraction, file.CpuShare) };
+            double perImage = CacheBenchmark.Median(mine.Milliseconds) / mine.ImagesPerRun;
+            return r with { Timing = new StudyTiming(perImage, new Interval(CacheBenchmark.Median(ratios), ratios.Min(), ratios.Max()), ratios.Count, mine.ReusedFraction, file.CpuShare) };
         })];
     }
 
@@ -212,13 +212,6 @@ public sealed class Study : IDisposable
             if (r.Reference is not null || r.Create is not null || r.Solver != p.Solver)
                 throw new DiffusionCacheException($"{p.Name}: reference '{r.Name}' must be an uncached point of the same solver that has no reference itself");
         }
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToList();
-        int n = sorted.Count;
-        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     }
 
     /// <summary>Frees the samples kept in memory.</summary>
