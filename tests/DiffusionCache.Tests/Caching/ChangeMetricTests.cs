@@ -15,6 +15,36 @@ public sealed class ChangeMetricTests
     }
 
     [Fact]
+    public void A_known_magnitude_of_the_previous_value_gives_the_same_change()
+    {
+        using var previous = randn(4, 8, 5, 5, generator: new TorchSharp.torch.Generator(3));
+        using var current = previous + 0.1 * randn(4, 8, 5, 5, generator: new TorchSharp.torch.Generator(4));
+        Assert.Equal(ChangeMetric.RelativeL1(current, previous),
+            ChangeMetric.RelativeL1(current, previous, ChangeMetric.MeanAbsolute(previous)));
+    }
+
+    [Fact]
+    public void Half_precision_tensors_are_reduced_in_float32_without_overflow()
+    {
+        // 70000 values of 1000 sum past float16's largest value (65504); the mean itself is representable.
+        using var previous = full(70000, 1000f).to_type(ScalarType.Float16);
+        using var current = full(70000, 1500f).to_type(ScalarType.Float16);
+        Assert.Equal(1000, ChangeMetric.MeanAbsolute(previous), 6);
+        Assert.Equal(0.5, ChangeMetric.RelativeL1(current, previous), 6);
+    }
+
+    [Fact]
+    public void Float32_means_agree_with_a_float64_reduction()
+    {
+        using var previous = randn(32, 64, 16, 16, generator: new TorchSharp.torch.Generator(5));
+        using var current = previous + 0.05 * randn(32, 64, 16, 16, generator: new TorchSharp.torch.Generator(6));
+        using var p64 = previous.to_type(ScalarType.Float64);
+        using var c64 = current.to_type(ScalarType.Float64);
+        double exact = ChangeMetric.RelativeL1(c64, p64);
+        Assert.Equal(exact, ChangeMetric.RelativeL1(current, previous), exact * 1e-5);
+    }
+
+    [Fact]
     public void Zero_previous_values_give_zero_or_infinity()
     {
         using var zero = zeros(3);

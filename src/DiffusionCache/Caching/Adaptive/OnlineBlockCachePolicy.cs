@@ -46,6 +46,7 @@ public sealed class OnlineBlockCachePolicy : ICachePolicy
     private readonly string[] _blocks;
     private readonly TaylorForecast[] _changes;
     private readonly Tensor?[] _inputs;
+    private readonly double[] _inputMeanAbsolute;   // of _inputs[i], computed once when stored: reusing calls compare against it
     private readonly List<int>[] _computeSteps;
     private readonly string _model;
     private int _call = -1, _calls;
@@ -63,6 +64,7 @@ public sealed class OnlineBlockCachePolicy : ICachePolicy
         _index = _blocks.Select((path, i) => (path, i)).ToDictionary(p => p.path, p => p.i, StringComparer.Ordinal);
         _changes = [.. _blocks.Select(_ => new TaylorForecast(options.ForecastOrder))];
         _inputs = new Tensor?[_blocks.Length];
+        _inputMeanAbsolute = new double[_blocks.Length];
         _computeSteps = [.. _blocks.Select(_ => new List<int>())];
         _model = unet.ClassName;
     }
@@ -104,7 +106,7 @@ public sealed class OnlineBlockCachePolicy : ICachePolicy
         if (_call < 0 || !_index.TryGetValue(call.Path, out int i)) return compute();
         var pass = call.PassThrough ?? throw new DiffusionCacheException($"{call.Path} has no residual pass-through: blockcache-online cannot cache it");
         bool mustCompute = _call < Options.Warmup || _changes[i].IsEmpty || _inputs[i] is null
-            || ChangeMetric.RelativeL1(call.Input, _inputs[i]!) >= Options.Threshold;
+            || ChangeMetric.RelativeL1(call.Input, _inputs[i]!, _inputMeanAbsolute[i]) >= Options.Threshold;
         if (mustCompute)
         {
             var output = compute();
@@ -116,6 +118,7 @@ public sealed class OnlineBlockCachePolicy : ICachePolicy
             _inputs[i]?.Dispose();
             _inputs[i] = call.Input.detach().clone();
             _inputs[i]!.DetachFromDisposeScope();
+            _inputMeanAbsolute[i] = ChangeMetric.MeanAbsolute(_inputs[i]!);
             _computeSteps[i].Add(_call);
             Statistics.Computed(call.Path);
             Statistics.ObserveCacheBytes(CacheBytes);
