@@ -155,7 +155,7 @@ internal static class BenchCacheCommand
             return CacheBenchmark.Run(target, configs, s.Repeats, new Reporter(status => progress.Report((++done, status))), cancel);
         });
         var (dtypeName, deviceName) = RuntimeOptions.Describe(s.Load);
-        Report(rows, s, $"{target.Description}, {dtypeName} on {deviceName}");
+        Report(rows, s, $"{target.Description}, {dtypeName} on {deviceName}, {Runtime.ConvolutionKernels.Choice.ToString().ToLowerInvariant()} convolutions");
         return 0;
     }
 

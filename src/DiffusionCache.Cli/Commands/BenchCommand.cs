@@ -74,6 +74,7 @@ internal static class BenchCommand
             runs,
             warmup,
             threads = torch.get_num_threads(),
+            convolutions = Runtime.ConvolutionKernels.Choice.ToString().ToLowerInvariant(),
             median_ms = median,
             min_ms = times[0],
             max_ms = times[^1],
@@ -83,7 +84,7 @@ internal static class BenchCommand
             load_peak_over_weights = loadResult?.PeakOverWeights,
             weights_mb = loadResult?.WeightsMb,
         };
-        Console.WriteLine($"{model.ClassName} ({configName}, {dtypeName} on {deviceName}) latent {latent}x{latent} batch {batch}, {torch.get_num_threads()} threads: " +
+        Console.WriteLine($"{model.ClassName} ({configName}, {dtypeName} on {deviceName}) latent {latent}x{latent} batch {batch}, {torch.get_num_threads()} threads, {Runtime.ConvolutionKernels.Choice.ToString().ToLowerInvariant()} convolutions: " +
             $"median {median:0.0} ms (min {times[0]:0.0}, max {times[^1]:0.0}) over {runs} runs; peak RSS {result.peak_rss_mb:0} MB");
         if (loadResult is not null)
             Console.WriteLine($"load: {loadResult.WeightsMb:0} MB of weights in {loadResult.Seconds:0.0} s; peak memory during the load " +

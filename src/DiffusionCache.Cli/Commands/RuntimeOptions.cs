@@ -1,5 +1,6 @@
 using System.CommandLine;
 using DiffusionCache.Pipelines;
+using DiffusionCache.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -18,6 +19,11 @@ internal sealed class RuntimeOptions(string? float32Only = null)
         DefaultValueFactory = _ => "fp32",
     };
     private readonly Option<int?> _threads = new("--threads") { Description = "intra-op CPU threads (default: libtorch's choice, one per core)" };
+    private readonly Option<string> _convolutions = new("--convolutions")
+    {
+        Description = "CPU convolution kernels: libtorch (its own dispatch, deterministic), tuned (per shape the faster of oneDNN and the native kernel, timed at first use: much faster for wide layers on small maps, e.g. SDXL) or native",
+        DefaultValueFactory = _ => "libtorch",
+    };
 
     /// <summary>Adds <c>--device</c>, <c>--dtype</c> and <c>--threads</c>.</summary>
     public void AddTo(Command command)
@@ -27,8 +33,12 @@ internal sealed class RuntimeOptions(string? float32Only = null)
         AddThreadsTo(command);
     }
 
-    /// <summary>Adds <c>--threads</c> alone, for a command that always runs float32 on the CPU.</summary>
-    public void AddThreadsTo(Command command) => command.Options.Add(_threads);
+    /// <summary>Adds <c>--threads</c> and <c>--convolutions</c> alone, for a command that always runs float32 on the CPU.</summary>
+    public void AddThreadsTo(Command command)
+    {
+        command.Options.Add(_threads);
+        command.Options.Add(_convolutions);
+    }
 
     /// <summary>Checks the choices (before any work), sets the thread count and returns how to load models.</summary>
     public PipelineLoadOptions Apply(ParseResult parse)
@@ -44,6 +54,15 @@ internal sealed class RuntimeOptions(string? float32Only = null)
         return new PipelineLoadOptions(dtype, device.type == DeviceType.CPU ? null : device);
     }
 
+    /// <summary>The convolution kernels by the names <c>--convolutions</c> takes.</summary>
+    public static ConvolutionKernelChoice ParseConvolutions(string name) => name switch
+    {
+        "libtorch" => ConvolutionKernelChoice.LibTorch,
+        "tuned" => ConvolutionKernelChoice.Tuned,
+        "native" => ConvolutionKernelChoice.Native,
+        var other => throw new DiffusionCacheException($"--convolutions '{other}': expected libtorch, tuned or native"),
+    };
+
     /// <summary>A compute type by the names the options take (fp32/float32, bf16/bfloat16, fp16/float16).</summary>
     public static ScalarType ParseDtype(string name, string option) => name switch
     {
@@ -53,9 +72,11 @@ internal sealed class RuntimeOptions(string? float32Only = null)
         var other => throw new DiffusionCacheException($"{option} '{other}': expected fp32, bf16 or fp16"),
     };
 
-    /// <summary>Checks <c>--threads</c> and sets the intra-op thread count when it is given.</summary>
+    /// <summary>Checks <c>--threads</c> and <c>--convolutions</c>; sets the intra-op thread count when it is given and
+    /// the convolution kernels.</summary>
     public void ApplyThreads(ParseResult parse)
     {
+        ConvolutionKernels.Choice = ParseConvolutions(parse.GetValue(_convolutions)!);
         if (parse.GetValue(_threads) is int threads)
         {
             if (threads < 1) throw new DiffusionCacheException($"--threads must be at least 1, got {threads}");

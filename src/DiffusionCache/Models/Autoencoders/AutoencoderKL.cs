@@ -2,6 +2,7 @@ using DiffusionCache.Models.Config;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DiffusionCache.Runtime;
 
 namespace DiffusionCache.Models.Autoencoders;
 
@@ -79,7 +80,7 @@ public sealed class AutoencoderKL : nn.Module
         var moments = h;
         if (_quantConv is not null)
         {
-            moments = _quantConv.forward(h);
+            moments = ConvolutionKernels.Run(_quantConv, h);
             observe?.Invoke("quant_conv", moments);
         }
         var gaussian = DiagonalGaussian.FromMoments(moments);
@@ -101,7 +102,7 @@ public sealed class AutoencoderKL : nn.Module
         var z = latents;
         if (_postQuantConv is not null)
         {
-            z = _postQuantConv.forward(latents);
+            z = ConvolutionKernels.Run(_postQuantConv, latents);
             observe?.Invoke("post_quant_conv", z);
         }
         return _decoder.Forward(z, Prefixed(observe, "decoder.")).MoveToOuterDisposeScope();

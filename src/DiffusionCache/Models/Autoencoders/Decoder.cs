@@ -3,6 +3,7 @@ using DiffusionCache.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DiffusionCache.Runtime;
 
 namespace DiffusionCache.Models.Autoencoders;
 
@@ -58,7 +59,7 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
     public Tensor Forward(Tensor latents, Action<string, Tensor>? observe)
     {
         using var scope = NewDisposeScope();
-        var h = _convIn.forward(latents);
+        var h = ConvolutionKernels.Run(_convIn, latents);
         observe?.Invoke("conv_in", h);
         // diffusers casts the mid block's output to the up blocks' dtype here; the whole model has one dtype.
         h = _midBlock.forward(h);
@@ -68,7 +69,7 @@ public sealed class Decoder : nn.Module<Tensor, Tensor>
             h = _upBlocks[i].forward(h);
             observe?.Invoke($"up_blocks.{i}", h);
         }
-        h = _convOut.forward(nn.functional.silu(_convNormOut.forward(h)));
+        h = ConvolutionKernels.Run(_convOut, nn.functional.silu(_convNormOut.forward(h)));
         return h.MoveToOuterDisposeScope();
     }
 }

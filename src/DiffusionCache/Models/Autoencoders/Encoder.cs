@@ -3,6 +3,7 @@ using DiffusionCache.Models.Layers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DiffusionCache.Runtime;
 
 namespace DiffusionCache.Models.Autoencoders;
 
@@ -59,7 +60,7 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
     public Tensor Forward(Tensor image, Action<string, Tensor>? observe)
     {
         using var scope = NewDisposeScope();
-        var h = _convIn.forward(image);
+        var h = ConvolutionKernels.Run(_convIn, image);
         observe?.Invoke("conv_in", h);
         for (int i = 0; i < _downBlocks.Count; i++)
         {
@@ -68,7 +69,7 @@ public sealed class Encoder : nn.Module<Tensor, Tensor>
         }
         h = _midBlock.forward(h);
         observe?.Invoke("mid_block", h);
-        h = _convOut.forward(nn.functional.silu(_convNormOut.forward(h)));
+        h = ConvolutionKernels.Run(_convOut, nn.functional.silu(_convNormOut.forward(h)));
         return h.MoveToOuterDisposeScope();
     }
 }

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DiffusionCache.Runtime;
 
 namespace DiffusionCache.Models.Layers;
 
@@ -33,8 +34,8 @@ public sealed class Downsample2D : nn.Module<Tensor, Tensor>
     /// <returns>[B, outChannels, H/2, W/2] (odd sides round up with padding 1, down with padding 0).</returns>
     public override Tensor forward(Tensor x)
     {
-        if (_padding != 0) return _conv.call(x);
+        if (_padding != 0) return ConvolutionKernels.Run(_conv, x);
         using var padded = nn.functional.pad(x, [0, 1, 0, 1]);
-        return _conv.call(padded);
+        return ConvolutionKernels.Run(_conv, padded);
     }
 }

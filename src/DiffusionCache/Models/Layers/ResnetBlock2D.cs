@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DiffusionCache.Runtime;
 
 namespace DiffusionCache.Models.Layers;
 
@@ -74,7 +75,7 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor temb)
     {
         using var scope = NewDisposeScope();
-        var h = _conv1.call(nn.functional.silu(_norm1.call(x)));
+        var h = ConvolutionKernels.Run(_conv1, nn.functional.silu(_norm1.call(x)));
         if (_timeEmbProj is not null)
         {
             var t = _timeEmbProj.call(nn.functional.silu(temb)).unsqueeze(-1).unsqueeze(-1);
@@ -92,8 +93,8 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
         {
             h = _norm2.call(h);
         }
-        h = _conv2.call(nn.functional.silu(h));
-        var shortcut = _convShortcut is null ? x : _convShortcut.call(x);
+        h = ConvolutionKernels.Run(_conv2, nn.functional.silu(h));
+        var shortcut = _convShortcut is null ? x : ConvolutionKernels.Run(_convShortcut, x);
         var output = shortcut + h;
         if (_outputScaleFactor != 1.0) output = output / _outputScaleFactor;
         return output.MoveToOuterDisposeScope();
@@ -109,7 +110,7 @@ public sealed class ResnetBlock2D : nn.Module<Tensor, Tensor, Tensor>
     public Tensor PassThrough(Tensor x)
     {
         if (_convShortcut is null) return _outputScaleFactor == 1.0 ? x.alias() : x / _outputScaleFactor;
-        var s = _convShortcut.call(x);
+        var s = ConvolutionKernels.Run(_convShortcut, x);
         if (_outputScaleFactor == 1.0) return s;
         using (s) return s / _outputScaleFactor;
     }

@@ -1,4 +1,5 @@
 using TorchSharp;
+using DiffusionCache.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -60,11 +61,11 @@ public sealed class Transformer2DModel : nn.Module<Tensor, Tensor?, Tensor>
         var hidden = _norm.call(x);
         hidden = _linear
             ? _projIn.call(ToTokens(hidden))
-            : ToTokens(_projIn.call(hidden));
+            : ToTokens(ConvolutionKernels.Run((Conv2d)_projIn, hidden));
         foreach (var block in _blocks) hidden = block.call(hidden, context);
         hidden = _linear
             ? ToImage(_projOut.call(hidden), b, h, w)
-            : _projOut.call(ToImage(hidden, b, h, w));
+            : ConvolutionKernels.Run((Conv2d)_projOut, ToImage(hidden, b, h, w));
         return (hidden + x).MoveToOuterDisposeScope();
     }
 

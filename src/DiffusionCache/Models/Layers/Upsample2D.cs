@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DiffusionCache.Runtime;
 
 namespace DiffusionCache.Models.Layers;
 
@@ -38,6 +39,6 @@ public sealed class Upsample2D : nn.Module<Tensor, Tensor>
         using var up = outputSize is null
             ? nn.functional.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
             : nn.functional.interpolate(x, size: outputSize, mode: InterpolationMode.Nearest);
-        return _conv.call(up);
+        return ConvolutionKernels.Run(_conv, up);
     }
 }

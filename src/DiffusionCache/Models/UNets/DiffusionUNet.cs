@@ -4,6 +4,7 @@ using DiffusionCache.Models.Seam;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using DiffusionCache.Runtime;
 
 namespace DiffusionCache.Models.UNets;
 
@@ -119,7 +120,7 @@ public abstract class DiffusionUNet : nn.Module
             emb = emb + Through(added.EmbeddingSite, addInput, () => added.Embedding.call(addInput));
         }
 
-        var h = Through(p.ConvInSite, sample, () => p.ConvIn.call(sample));
+        var h = Through(p.ConvInSite, sample, () => ConvolutionKernels.Run(p.ConvIn, sample));
         var skips = new List<Tensor> { h };
         foreach (var block in p.Down)
         {
@@ -144,7 +145,7 @@ public abstract class DiffusionUNet : nn.Module
                 () => block.Forward(blockInput, blockSkips, emb, context, upsampleSize)).Hidden;
         }
         if (p.NormOut is not null) h = nn.functional.silu(p.NormOut.call(h));
-        return p.ConvOut.call(h).MoveToOuterDisposeScope();
+        return ConvolutionKernels.Run(p.ConvOut, h).MoveToOuterDisposeScope();
     }
 
     /// <summary>Runs a stem or embedding module through the seam, so observers see it like any block.</summary>

@@ -44,6 +44,7 @@ public sealed class RuntimeOptionsTests
             data.Add(command, "--device", "tpu", "--device 'tpu'");
             data.Add(command, "--device", "cuda", "no CUDA backend");
             data.Add(command, "--threads", "0", "--threads must be at least 1");
+            data.Add(command, "--convolutions", "fast", "--convolutions 'fast': expected libtorch, tuned or native");
         }
         foreach (var command in new[] { "profile", "bench-cache", "bench", "eval", "train scaleshift" })
             data.Add(command, "--dtype", "fp16", "--dtype fp16 needs a GPU");
@@ -61,7 +62,7 @@ public sealed class RuntimeOptionsTests
     {
         using var dir = new TempFolder();
         var (args, _) = Command(command, dir.Path);
-        var parse = CliApp.Create().Parse([.. args, "--device", "cpu", "--dtype", "fp32", "--threads", Threads]);
+        var parse = CliApp.Create().Parse([.. args, "--device", "cpu", "--dtype", "fp32", "--threads", Threads, "--convolutions", "tuned"]);
         Assert.Empty(parse.Errors);
         Assert.Empty(CliApp.Create().Parse([.. args, "--device", "cpu", "--dtype", command.StartsWith("train ", StringComparison.Ordinal) &&
             command != "train scaleshift" ? "fp32" : "bf16"]).Errors);
