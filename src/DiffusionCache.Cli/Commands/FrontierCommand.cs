@@ -76,9 +76,10 @@ internal static class FrontierCommand
         ? [Sweep("ddim", 20, 1.5, fewer: [15, 12, 10, 8], intervals: [2, 3, 4], deltas: [0.09, 0.18, 0.36, 0.72], shippedDelta: 0.18,
               ucache: [0.07, 0.1, 0.2, 0.4], online: [0.1, 0.2, 0.4, 0.8],
               taylor: new(Intervals: [3], Deltas: [0.36], UCache: [0.2], Online: [0.4])),   // DDIM 20 first: the cheaper sweep is complete sooner
-           Sweep("ddim", 50, 2.0, fewer: [35, 25, 20, 15, 10], intervals: [2, 3, 4, 5, 8], deltas: [0.0402, 0.0804, 0.161, 0.322, 0.643, 1.29], shippedDelta: 0.322,   // the shipped schedules' δ, rounded (0.3217 and 0.1802)
-              ucache: [0.03, 0.04, 0.05, 0.1, 0.2], online: [0.05, 0.1, 0.2, 0.4, 0.8],
-              taylor: new(Intervals: [3, 5], Deltas: [0.322, 1.29], UCache: [0.1], Online: [0.2, 0.4]))]
+           // DDIM 50 is sized to its 2x bar (~2 h of sampling on 2 cores): no knob below ~1.2x, Taylor-1 where reuse is longest.
+           Sweep("ddim", 50, 2.0, fewer: [35, 25, 20, 15, 10], intervals: [2, 3, 4, 5, 8], deltas: [0.0804, 0.161, 0.322, 0.643, 1.29], shippedDelta: 0.322,   // the shipped schedules' δ, rounded (0.3217 and 0.1802)
+              ucache: [0.04, 0.05, 0.1, 0.2], online: [0.1, 0.2, 0.4, 0.8],
+              taylor: new(Intervals: [5], Deltas: [0.322], UCache: [0.1], Online: [0.4]))]
         : [Sweep("ddim", 20, 1.5, fewer: [14, 10], intervals: [2, 3], deltas: [0.18, 0.72], shippedDelta: null,
               ucache: [0.1, 0.3], online: [0.1, 0.4], taylor: new(Intervals: [3], Deltas: [], UCache: [], Online: []))];
 
