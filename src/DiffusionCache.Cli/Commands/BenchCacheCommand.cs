@@ -53,28 +53,15 @@ internal static class BenchCacheCommand
             return Execute(new Settings(
                 parse.GetValue(model)!, parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch),
                 parse.GetValue(latent), parse.GetValue(repeats), Numbers(parse.GetValue(intervals)!, "--deepcache").Select(x => (int)x).ToArray(),
-                parse.GetValue(branch), parse.GetValue(deltas) is string d ? Deltas(d) : null, parse.GetValue(profile),
+                parse.GetValue(branch), parse.GetValue(deltas) is string d ? Threshold.ParseList(d, "--deltas") : null, parse.GetValue(profile),
                 parse.GetValue(output)!, parse.GetValue(json), parse.GetValue(prompts), parse.GetValue(profileConditions), load), cancel);
         })));
         return command;
     }
 
     private sealed record Settings(string Model, string Solver, int Steps, double Guidance, int Batch, int? Latent, int Repeats,
-        int[] Intervals, int Branch, (double Value, bool OfMedian)[]? Deltas, string? Profile, string Out, string? Json, string? Prompts, int ProfileConditions,
+        int[] Intervals, int Branch, Threshold[]? Deltas, string? Profile, string Out, string? Json, string? Prompts, int ProfileConditions,
         PipelineLoadOptions Load);
-
-    /// <summary>Thresholds: absolute, or multiples of the profile's median step change ("4m").</summary>
-    private static (double Value, bool OfMedian)[] Deltas(string list)
-    {
-        var items = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        return items.Select(item =>
-        {
-            bool ofMedian = item.EndsWith('m');
-            return double.TryParse(ofMedian ? item[..^1] : item, NumberStyles.Float, CultureInfo.InvariantCulture, out double v)
-                ? (v, ofMedian)
-                : throw new DiffusionCacheException($"--deltas must be a comma-separated list of numbers (or multiples of the median like 4m), got '{list}'");
-        }).ToArray();
-    }
 
     private static double[] Numbers(string list, string option)
     {
@@ -94,7 +81,6 @@ internal static class BenchCacheCommand
         if (s.Steps < 1 || s.Batch < 1 || s.Repeats < 1 || s.ProfileConditions < 1)
             throw new DiffusionCacheException("--steps, --batch, --repeats and --profile-conditions must be positive");
         if (s.Intervals.Any(n => n < 1)) throw new DiffusionCacheException("DeepCache intervals must be at least 1");
-        if (s.Deltas?.Any(d => !(d.Value > 0)) == true) throw new DiffusionCacheException("Block Caching thresholds must be positive");
         using var target = BenchTargets.Open(DefaultPaths.Resolve(s.Model), s.Solver, s.Guidance, s.Batch, s.Latent, s.Load,
             s.Prompts is null ? null : PromptFile.Read(s.Prompts));
         var unet = target.UNet;
@@ -120,10 +106,8 @@ internal static class BenchCacheCommand
         }
 
         var blockProfile = ProfileFor(target, s, cancel);
-        var mean = blockProfile.Mean.SelectMany(row => row.Skip(1)).Order().ToArray();
-        double median = mean[mean.Length / 2];
-        var deltas = (s.Deltas ?? [(0.5, true), (1, true), (2, true), (4, true), (8, true), (16, true), (32, true)])
-            .Select(d => d.OfMedian ? d.Value * median : d.Value).ToArray();
+        var deltas = (s.Deltas ?? [.. new[] { 0.5, 1, 2, 4, 8, 16, 32 }.Select(m => new Threshold(m, OfMedian: true))])
+            .Select(d => d.Resolve(blockProfile)).ToArray();
         foreach (double delta in deltas)
         {
             var schedule = ScheduleBuilder.FromProfile(blockProfile, delta);

@@ -68,6 +68,18 @@ public sealed record BlockProfile
     [JsonIgnore]
     public int Steps => Timesteps.Count;
 
+    /// <summary>The median over blocks and steps of the mean change, the first step (which has no previous one) left
+    /// out: the unit in which thresholds are given as multiples ("8m"), since δ's scale differs by model and solver.</summary>
+    [JsonIgnore]
+    public double MedianChange
+    {
+        get
+        {
+            var changes = Mean.SelectMany(row => row.Skip(1)).Order().ToArray();
+            return changes.Length > 0 ? changes[changes.Length / 2] : throw new DiffusionCacheException("a profile of one step has no step change");
+        }
+    }
+
     /// <summary>Mean and population standard deviation (ddof 0) over generations, elementwise, in float64:
     /// mean = (sum over g, in order) / G; std = sqrt((sum over g of (x - mean)^2) / G).</summary>
     public static (double[][] Mean, double[][] Std) Aggregate(IReadOnlyList<double[][]> tables)
