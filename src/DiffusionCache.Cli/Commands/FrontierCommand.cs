@@ -36,7 +36,7 @@ internal static class FrontierCommand
         var repeats = new Option<int?>("--repeats") { Description = "timed rounds (default 3; 5 with --full)" };
         var timingBatch = new Option<int>("--timing-batch") { Description = "images per timed generation", DefaultValueFactory = _ => 16 };
         var output = new Option<string?>("--out") { Description = "folder for frontier-*.md/.json/.png (default out/frontier; docs/benchmarks with --full)" };
-        var sampleOnly = new Option<bool>("--sample-only") { Description = "generate and keep the samples, then stop (sampling tolerates a busy machine; the timings that follow need an idle one)" };
+        var sampleOnly = new Option<bool>("--sample-only") { Description = "generate and score the samples, keeping both, then stop (neither needs an idle machine; the timings that follow do)" };
         var sweep = new Option<string?>("--sweep") { Description = "only this sweep of --full: ddim20 or ddim50 (default both)" };
         var shard = ShardOption.Create();
         shard.Description = "with --sample-only: sample only every N-th point starting at I (several processes or nodes filling one store)";
@@ -122,14 +122,14 @@ internal static class FrontierCommand
         var specs = groups.SelectMany(g => g.Points).ToList();
         string state = Path.Combine("runs", settings.Full ? "frontier" : "frontier-quick");
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        using var setup = StudySetup.Open(options, parse, load, settings.Samples, settings.Batch, specs, scoring: !settings.SampleOnly);
+        using var setup = StudySetup.Open(options, parse, load, settings.Samples, settings.Batch, specs);
         AtomicFile.EnsureWritable(Path.Combine(settings.Out, "frontier.md"));
         Console.WriteLine($"frontier: {specs.Count} points x {settings.Samples} samples (batches kept in {setup.Study.Store.Folder}, resumable)");
         if (settings.SampleOnly)
         {
             var mine = settings.Shard is Sharding.Shard sh ? setup.Points.Where((_, i) => i % sh.Count == sh.Index).ToList() : setup.Points;
-            setup.Sample(mine, cancel);
-            Console.WriteLine($"samples of {mine.Count} of {specs.Count} points are in {setup.Study.Store.Folder} ({clock.Elapsed.TotalMinutes:0} min); run again without --sample-only on an idle machine for the timings and the report");
+            setup.SampleAndScore(mine, cancel);
+            Console.WriteLine($"samples and scores of {mine.Count} of {specs.Count} points are in {setup.Study.Store.Folder} ({clock.Elapsed.TotalMinutes:0} min); run again without --sample-only on an idle machine for the timings and the report");
             return 0;
         }
         var measured = setup.Measure(cancel);

@@ -30,7 +30,7 @@ internal static class ReportCommand
         var repeats = new Option<int>("--repeats") { Description = "timed rounds", DefaultValueFactory = _ => 5 };
         var timingBatch = new Option<int>("--timing-batch") { Description = "images per timed generation", DefaultValueFactory = _ => 16 };
         var output = new Option<string?>("--out") { Description = "folder for README.md, table1.json and the figures (default docs/paper; out/paper with --quick)" };
-        var sampleOnly = new Option<bool>("--sample-only") { Description = "generate and keep the samples of every row whose step count is known, then stop (the same-latency rows need timings, on an idle machine)" };
+        var sampleOnly = new Option<bool>("--sample-only") { Description = "generate and score the samples of every row whose step count is known, keeping both, then stop (the same-latency rows need timings, on an idle machine)" };
         var command = new Command("report", "the Block Caching paper's Table 1 and Fig. 6-7 reproduced on the embedded model")
             { quick, samples, batch, repeats, timingBatch, output, sampleOnly };
         var study = new StudySetup.Options();
@@ -81,7 +81,7 @@ internal static class ReportCommand
                 throw new DiffusionCacheException($"{schedule}: the report needs the model's Block Caching schedule and scale-shift adjustment for {solver} " +
                     $"with {steps} steps ('diffcache profile', 'diffcache schedule', 'diffcache train scaleshift --solver {solver} --denoising-steps {steps}')");
         }
-        using var setup = StudySetup.Open(options, parse, load, s.Samples, s.Batch, [.. table, .. fig7], scoring: !s.SampleOnly);
+        using var setup = StudySetup.Open(options, parse, load, s.Samples, s.Batch, [.. table, .. fig7]);
         AtomicFile.EnsureWritable(Path.Combine(s.Out, "README.md"));
         var tablePoints = setup.Points.Take(table.Count).ToList();
         var fig7Points = setup.Points.Skip(table.Count).ToList();
@@ -108,9 +108,9 @@ internal static class ReportCommand
         };
         if (s.SampleOnly)
         {
-            setup.Sample(RowOrder(tablePoints, matched), cancel);
+            setup.SampleAndScore(RowOrder(tablePoints, matched), cancel);
             foreach (var p in fig7Points) fig7Study.Images(p, null, cancel);
-            Console.WriteLine($"samples are in {setup.Study.Store.Folder}; run again without --sample-only on an idle machine for the same-latency rows, the timings and the report");
+            Console.WriteLine($"samples and scores are in {setup.Study.Store.Folder}; run again without --sample-only on an idle machine for the same-latency rows, the timings and the report");
             return 0;
         }
         var rows = setup.Study.Measure(RowOrder(tablePoints, matched), null, cancel);

@@ -48,9 +48,7 @@ internal sealed class StudySetup : IDisposable
     public required PipelineLoadOptions Load { get; init; }
 
     /// <summary>Loads everything and resolves <paramref name="specs"/>; any bad value fails here, before sampling.</summary>
-    /// <param name="scoring">False when only samples will be made: the reference features (minutes) are skipped.</param>
-    public static StudySetup Open(Options options, ParseResult parse, PipelineLoadOptions load, int samples, int batch, IReadOnlyList<PointSpec> specs,
-        bool scoring = true)
+    public static StudySetup Open(Options options, ParseResult parse, PipelineLoadOptions load, int samples, int batch, IReadOnlyList<PointSpec> specs)
     {
         string modelDir = parse.GetValue(options.Model)!;
         if (samples < 2) throw new DiffusionCacheException("--samples must be at least 2");
@@ -72,7 +70,7 @@ internal sealed class StudySetup : IDisposable
                 return choice;
             }).ToList();
             var spaces = new List<FeatureSpace> { new("classifier", classifier), new("resnet", second) };
-            var references = scoring ? References(spaces) : [];
+            var references = References(spaces);
             owned.AddRange(references);
             var study = new Study
             {
@@ -127,16 +125,18 @@ internal sealed class StudySetup : IDisposable
         });
     }
 
-    /// <summary>Makes (or finds) the samples of <paramref name="points"/> without scoring them.</summary>
-    public void Sample(IReadOnlyList<StudyPoint> points, CancellationToken cancel)
+    /// <summary>Makes (or finds) the samples of <paramref name="points"/> and scores them, keeping both in the store
+    /// (<see cref="QualityStore"/>): everything a study does that needs no idle machine.</summary>
+    public void SampleAndScore(IReadOnlyList<StudyPoint> points, CancellationToken cancel)
     {
         long total = (long)points.Count * Study.Samples;
-        ProgressView.Run("sampling", total, p =>
+        ProgressView.Run("sampling and scoring", total, p =>
         {
             long before = 0;
             foreach (var point in points)
             {
-                Study.Images(point, new Reporter<(string Point, long Samples)>(x => p.Report((before + x.Samples, x.Point))), cancel);
+                var progress = new Reporter<(string Point, long Samples)>(x => p.Report((before + x.Samples, x.Point)));
+                Study.Score(point, progress, cancel);
                 Study.Forget(point);
                 before += Study.Samples;
             }

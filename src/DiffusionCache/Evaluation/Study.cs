@@ -77,6 +77,7 @@ public sealed class Study : IDisposable
     public BootstrapOptions Bootstrap { get; init; } = new();
 
     private readonly Dictionary<string, Tensor> _images = [];
+    private string? _scoringKey;
 
     /// <summary>The sample setting of a point.</summary>
     public SampleSetting Setting(StudyPoint point) => new(Model, point.Solver, point.Steps, Guidance, Batch, point.Cache, point.CacheName,
@@ -93,12 +94,7 @@ public sealed class Study : IDisposable
         Check(points);
         var reports = new Dictionary<string, QualityReport>();
         var order = points.Where(p => p.Reference is null).Concat(points.Where(p => p.Reference is not null)).ToList();
-        foreach (var point in order)
-        {
-            var images = Images(point, progress, cancel);
-            using var labels = tensor(Enumerable.Range(0, Samples).Select(i => (long)(i % Pipeline.NumLabels)).ToArray());
-            reports[point.Name] = SampleQuality.Evaluate(Classifier, Spaces, References, images, labels, Bootstrap);
-        }
+        foreach (var point in order) reports[point.Name] = Score(point, progress, cancel);
         return [.. points.Select(p =>
         {
             if (p.Reference is not string r) return new StudyResult(p, reports[p.Name], null, double.PositiveInfinity, 1, null);
@@ -122,6 +118,24 @@ public sealed class Study : IDisposable
         labels.Dispose();
         _images[point.Name] = images;
         return images;
+    }
+
+    /// <summary>The quality of a point's samples (sampled into the store when missing): read from the report kept
+    /// beside them when this scoring setup has scored them before (<see cref="QualityStore"/>), else scored and kept.</summary>
+    /// <param name="point">The point.</param>
+    /// <param name="progress">Told (point name, samples ready) while sampling.</param>
+    /// <param name="cancel">Checked between batches.</param>
+    public QualityReport Score(StudyPoint point, IProgress<(string Point, long Samples)>? progress = null, CancellationToken cancel = default)
+    {
+        var images = Images(point, progress, cancel);
+        var setting = Setting(point);
+        _scoringKey ??= QualityStore.ScoringKey(Samples, Bootstrap, Classifier, Spaces, References);
+        var qualities = new QualityStore(Store);
+        if (qualities.Load(setting, _scoringKey) is { } kept) return kept;
+        using var labels = tensor(Enumerable.Range(0, Samples).Select(i => (long)(i % Pipeline.NumLabels)).ToArray());
+        var report = SampleQuality.Evaluate(Classifier, Spaces, References, images, labels, Bootstrap);
+        qualities.Save(setting, _scoringKey, report);
+        return report;
     }
 
     /// <summary>Frees the samples of <paramref name="point"/> kept in memory (they stay in the store).</summary>

@@ -75,6 +75,37 @@ public sealed class StudyTests : IDisposable
     }
 
     [Fact]
+    public void Keeps_each_points_scores_beside_its_samples_and_reads_them_instead_of_scoring_again()
+    {
+        IReadOnlyList<StudyResult> first;
+        using (var study = NewStudy()) first = study.Measure(Points());
+        var files = Directory.GetFiles(Path.Combine(_folder, "store"), "quality-*.json", SearchOption.AllDirectories);
+        Assert.Equal(3, files.Length);
+
+        // The stored report is what a second study reads: a tampered estimate comes back, and the paired comparison
+        // drawn from stored replicates is the one drawn from fresh ones.
+        string twoSteps;
+        using (var study = NewStudy()) twoSteps = Path.Combine(_folder, "store", study.Setting(Points()[1]).Key);
+        string file = Directory.GetFiles(twoSteps, "quality-*.json").Single();
+        string fid = first[1].Quality.Spaces[0].Fid.Estimate.ToString("R", System.Globalization.CultureInfo.InvariantCulture);
+        File.WriteAllText(file, File.ReadAllText(file).Replace($"\"Estimate\":{fid}", "\"Estimate\":123.5", StringComparison.Ordinal));
+        IReadOnlyList<StudyResult> second;
+        using (var study = NewStudy()) second = study.Measure(Points());
+        Assert.Equal(123.5, second[1].Quality.Spaces[0].Fid.Estimate);
+        Assert.Equal(first[2].VersusReference!.Differences.Select(d => d.Difference), second[2].VersusReference!.Differences.Select(d => d.Difference));
+
+        // Another scoring setup (here the bootstrap) scores afresh.
+        using var resampled = new Study
+        {
+            Pipeline = _pipeline, Model = "fashion", Classifier = _classifier, Spaces = _spaces, References = _references,
+            Store = new SampleStore(Path.Combine(_folder, "store")), Samples = 4, Batch = 2, Guidance = 4, Bootstrap = new BootstrapOptions(21),
+        };
+        var third = resampled.Measure(Points());
+        Assert.Equal(first[1].Quality.Spaces[0].Fid.Estimate, third[1].Quality.Spaces[0].Fid.Estimate);
+        Assert.Equal(6, Directory.GetFiles(Path.Combine(_folder, "store"), "quality-*.json", SearchOption.AllDirectories).Length);
+    }
+
+    [Fact]
     public void Times_once_and_reads_the_saved_timings_after()
     {
         using var study = NewStudy();
