@@ -40,6 +40,11 @@ public static class ConvolutionKernels
     /// dispatch, so that near ties keep the default and runs agree.</summary>
     public const double NativeMargin = 0.9;
 
+    /// <summary>libtorch's native kernel unfolds each sample's input into a [C_in·k·k, H_out·W_out] matrix first; a
+    /// shape whose matrix would exceed this many bytes (a VAE decoder's 3×3 convolutions at 1024×1024 need 4.8 GB) is
+    /// not tuned but left to libtorch's dispatch, so tuning never costs that memory.</summary>
+    internal static long MaximumNativeColumnsBytes { get; set; } = 256L << 20;
+
     private static readonly ConcurrentDictionary<string, Decision> s_decisions = new(StringComparer.Ordinal);
 
     /// <summary>The kernels used from now on, process-wide (the CLI's <c>--convolutions</c>).</summary>
@@ -69,7 +74,9 @@ public static class ConvolutionKernels
         var weight = conv.weight!;
         double macs = (double)input.shape[0] * weight.numel() * input.shape[2] * input.shape[3]
             / (conv.stride![0] * conv.stride[1]);
-        if (macs < MinimumTunedMacs) return conv.call(input);
+        long columns = weight.shape[1] * weight.shape[2] * weight.shape[3] * (input.shape[2] / conv.stride[0]) * (input.shape[3] / conv.stride[1])
+            * input.ElementSize;
+        if (macs < MinimumTunedMacs || columns > MaximumNativeColumnsBytes) return conv.call(input);
         string key = Key(conv, input);
         if (s_decisions.TryGetValue(key, out var decision))
         {

@@ -72,6 +72,28 @@ public sealed class ConvolutionKernelsTests
     }
 
     [Fact]
+    public void A_shape_whose_native_columns_would_be_too_large_is_not_tuned()
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        ConvolutionKernels.ForgetDecisions();
+        var (conv, x) = Large(4);
+        using var _ = conv;
+        long limit = ConvolutionKernels.MaximumNativeColumnsBytes;
+        ConvolutionKernels.MaximumNativeColumnsBytes = 256L * 9 * 16 * 16 * 4 - 1;   // one byte under this shape's columns
+        try
+        {
+            var y = With(ConvolutionKernelChoice.Tuned, () => ConvolutionKernels.Run(conv, x));
+            Assert.Empty(ConvolutionKernels.Decisions);
+            Assert.True(y.eq(conv.call(x)).all().item<bool>());
+        }
+        finally
+        {
+            ConvolutionKernels.MaximumNativeColumnsBytes = limit;
+        }
+    }
+
+    [Fact]
     public void Small_convolutions_and_recorded_gradients_keep_libtorchs_dispatch()
     {
         using var scope = NewDisposeScope();
