@@ -22,10 +22,10 @@ public enum ConvolutionKernelChoice
 
 /// <summary>
 /// Runs a model's convolutions on the kernels <see cref="Choice"/> names. Why it exists: with oneDNN capped at AVX2 on
-/// this project's AMD processors (<see cref="NativeRuntime"/>), oneDNN's forward convolution is up to 13× slower than
-/// libtorch's native kernel for wide layers on small maps — SDXL's 1280-channel 3×3 convolutions at 8×8 take 400 ms
-/// instead of 31 ms at batch 2 — while it is up to 2.5× faster for narrower layers on larger maps, so neither kernel
-/// alone is right and the choice must be measured per shape. libtorch binds no per-call kernel choice, so the process-
+/// this project's AMD processors (<see cref="NativeRuntime"/>), oneDNN's forward convolution is about 5× slower than
+/// libtorch's native kernel for wide layers on small maps — SDXL's 1280→1280 3×3 convolutions at 8×8 take 135 ms
+/// instead of 28 ms at batch 2 — while it is up to 3.7× faster for narrower layers on larger maps (960→320 at 32×32:
+/// 56 vs 210 ms), so neither kernel alone is right and the choice must be measured per shape. libtorch binds no per-call kernel choice, so the process-
 /// wide oneDNN switch is set around each call: convolutions must run from one thread at a time while
 /// <see cref="Choice"/> is not <see cref="ConvolutionKernelChoice.LibTorch"/>. Only inference on the CPU is affected:
 /// with gradients recording, or on another device, libtorch's dispatch runs unchanged.
