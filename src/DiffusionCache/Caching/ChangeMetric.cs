@@ -46,7 +46,10 @@ public static class ChangeMetric
         return Mean(x.abs());
     }
 
-    private static double Mean(Tensor x) => x.dtype is ScalarType.Float32 or ScalarType.Float64
-        ? x.mean().to_type(ScalarType.Float64).item<double>()
-        : x.mean([], false, ScalarType.Float32).to_type(ScalarType.Float64).item<double>();
+    private static double Mean(Tensor x) => x.dtype switch
+    {
+        ScalarType.Float64 => x.mean().item<double>(),
+        ScalarType.Float32 => x.mean().item<float>(),
+        _ => x.mean([], false, ScalarType.Float32).item<float>(),
+    };
 }
