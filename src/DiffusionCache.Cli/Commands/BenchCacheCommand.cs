@@ -195,6 +195,7 @@ internal static class BenchCacheCommand
         AtomicFile.WriteAllText(Path.Combine(s.Out, "bench-cache.json"), rowsJson);
         if (s.Json is not null) AtomicFile.WriteAllText(s.Json, rowsJson);
         SpeedPlot.Write(rows, Path.Combine(s.Out, "speed-vs-delta.png"), $"{model}: {s.Solver} {s.Steps} steps");
+        if (Runtime.ConvolutionKernels.Summary() is string tuned) Console.WriteLine(tuned);
         Console.WriteLine($"wrote {Path.Combine(s.Out, "bench-cache.md")}, bench-cache.json, speed-vs-delta.png");
     }
 

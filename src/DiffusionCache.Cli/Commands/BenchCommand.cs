@@ -75,6 +75,7 @@ internal static class BenchCommand
             warmup,
             threads = torch.get_num_threads(),
             convolutions = Runtime.ConvolutionKernels.Choice.ToString().ToLowerInvariant(),
+            convolution_decisions = Runtime.ConvolutionKernels.Decisions.ToDictionary(d => d.Key, d => d.Value),
             median_ms = median,
             min_ms = times[0],
             max_ms = times[^1],
@@ -86,6 +87,7 @@ internal static class BenchCommand
         };
         Console.WriteLine($"{model.ClassName} ({configName}, {dtypeName} on {deviceName}) latent {latent}x{latent} batch {batch}, {torch.get_num_threads()} threads, {Runtime.ConvolutionKernels.Choice.ToString().ToLowerInvariant()} convolutions: " +
             $"median {median:0.0} ms (min {times[0]:0.0}, max {times[^1]:0.0}) over {runs} runs; peak RSS {result.peak_rss_mb:0} MB");
+        if (Runtime.ConvolutionKernels.Summary() is string tuned) Console.WriteLine(tuned);
         if (loadResult is not null)
             Console.WriteLine($"load: {loadResult.WeightsMb:0} MB of weights in {loadResult.Seconds:0.0} s; peak memory during the load " +
                 $"{loadResult.PeakOverWeights:0.00}x the weights' size");

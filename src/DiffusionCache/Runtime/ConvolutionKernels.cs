@@ -56,6 +56,18 @@ public static class ConvolutionKernels
     /// <summary>One tuned shape: whether the native kernel won, and the best of two timed calls of each.</summary>
     public sealed record Decision(bool Native, double LibTorchMs, double NativeMs);
 
+    /// <summary>One line on what tuning decided, e.g. "tuned convolutions: 9 of 24 shapes on the native kernel (one call
+    /// of each: 1.23 s with oneDNN, 0.25 s native)"; null when nothing was tuned.</summary>
+    public static string? Summary()
+    {
+        var all = s_decisions.Values.ToList();
+        if (all.Count == 0) return null;
+        var native = all.Where(d => d.Native).ToList();
+        string S(double ms) => (ms / 1000).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
+        return $"tuned convolutions: {native.Count} of {all.Count} shapes on the native kernel" +
+            (native.Count == 0 ? "" : $" (one call of each: {S(native.Sum(d => d.LibTorchMs))} s with oneDNN, {S(native.Sum(d => d.NativeMs))} s native)");
+    }
+
     /// <summary>Forgets every tuned decision (tests; a process that changes machines does not exist).</summary>
     public static void ForgetDecisions() => s_decisions.Clear();
 

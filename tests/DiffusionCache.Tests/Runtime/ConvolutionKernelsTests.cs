@@ -66,6 +66,8 @@ public sealed class ConvolutionKernelsTests
         Assert.Equal(decision.Value.Native, decision.Value.NativeMs < ConvolutionKernels.NativeMargin * decision.Value.LibTorchMs);
         Assert.True(first.eq(second).all().item<bool>());   // the same kernel, bit for bit
 
+        Assert.StartsWith($"tuned convolutions: {(decision.Value.Native ? 1 : 0)} of 1 shapes on the native kernel", ConvolutionKernels.Summary());
+
         // Another batch size is another shape.
         With(ConvolutionKernelChoice.Tuned, () => ConvolutionKernels.Run(conv, x[0..1]));
         Assert.Equal(2, ConvolutionKernels.Decisions.Count);
@@ -108,6 +110,7 @@ public sealed class ConvolutionKernelsTests
             using (enable_grad()) return ConvolutionKernels.Run(conv, x);
         });
         Assert.Empty(ConvolutionKernels.Decisions);
+        Assert.Null(ConvolutionKernels.Summary());
         Assert.True(withGrad.requires_grad);
         using (no_grad()) Assert.True(withGrad.detach().eq(conv.call(x)).all().item<bool>());
     }
