@@ -48,14 +48,15 @@ internal static class BenchTargets
     public static Target Open(string model, string solver, double guidance, int batch, int? latent, PipelineLoadOptions load,
         IReadOnlyList<string>? prompts = null) => model switch
     {
-        _ when TextToImagePipeline.IsTextToImageFolder(model) => new TextToImageTarget(TextToImagePipeline.Open(model, load), solver, guidance, batch, latent,
-            prompts ?? throw new DiffusionCacheException($"{model} is a text-to-image model: give --prompts FILE (one prompt per line)")),
-        _ when prompts is not null => throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder; {model} is not one"),
+        _ when TextToImagePipeline.IsTextToImageModel(model) => new TextToImageTarget(
+            prompts is null ? throw new DiffusionCacheException($"{model} is a text-to-image model: give --prompts FILE (one prompt per line)")
+                : TextToImagePipeline.Load(model, null, load), solver, guidance, batch, latent, prompts),
+        _ when prompts is not null => throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder or single-file checkpoint; {model} is neither"),
         _ when BenchCommand.NamedConfigs.TryGetValue(model, out var named) =>
             new UNetTarget(RuntimeOptions.Place(new UNet2DConditionModel(named.Config), load), $"{named.Name} U-Net (random weights)", solver, guidance, batch, latent ?? 32),
         _ when File.Exists(Path.Combine(model, "model_index.json")) => new PipelineTarget(ClassConditionalPipeline.Load(model, load), solver, guidance, batch),
         _ when File.Exists(Path.Combine(model, "config.json")) => OpenUNet(model, solver, guidance, batch, latent, load),
-        _ => throw new DiffusionCacheException($"--model '{model}': expected sd15, sd21, sdxl, a pipeline folder or a U-Net folder"),
+        _ => throw new DiffusionCacheException($"--model '{model}': expected sd15, sd21, sdxl, a pipeline folder, a single-file checkpoint (.safetensors) or a U-Net folder"),
     };
 
     private static Target OpenUNet(string dir, string solver, double guidance, int batch, int? latent, PipelineLoadOptions load)

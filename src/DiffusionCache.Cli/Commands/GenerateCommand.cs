@@ -19,7 +19,7 @@ internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "a Stable Diffusion 1.x/2.x or SDXL diffusers folder, or an SD 1.x/2.x single-file checkpoint (.safetensors in the original LDM layout, as A1111/ComfyUI load; with --prompt), or a class-conditional pipeline folder (default: the embedded model)", DefaultValueFactory = _ => TrainCommand.DefaultModel };
+        var model = new Option<string>("--model") { Description = "a Stable Diffusion 1.x/2.x or SDXL diffusers folder, or single-file checkpoint (.safetensors in the original LDM/SGM layout, as A1111/ComfyUI load; with --prompt), or a class-conditional pipeline folder (default: the embedded model)", DefaultValueFactory = _ => TrainCommand.DefaultModel };
         var config = new Option<string?>("--config") { Description = "with a single-file --model: a diffusers Stable Diffusion folder whose unet, vae, text_encoder and scheduler configs (and tokenizer) describe the checkpoint (default: the family's defaults; SD 2.x: 768x768 v-prediction)" };
         var output = new Option<string?>("--out") { Description = "the grid PNG to write (embedded model; default out/samples.png), or the folder for one PNG per image (text-to-image; default out)" };
         var seeds = new Option<int>("--seeds") { Description = "seeds to sample (consecutive from --seed): grid columns, or one image each per prompt", DefaultValueFactory = _ => 4 };

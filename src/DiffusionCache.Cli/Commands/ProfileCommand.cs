@@ -25,8 +25,9 @@ internal static class ProfileCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "U-Net folder (config.json + weights) or pipeline folder (model_index.json)", Required = true };
+        var model = new Option<string>("--model") { Description = "U-Net folder (config.json + weights), pipeline folder (model_index.json) or Stable Diffusion/SDXL single-file checkpoint (.safetensors)", Required = true };
         var schedulerConfig = new Option<string?>("--scheduler-config") { Description = "scheduler_config.json (default: the model folder's)" };
+        var config = new Option<string?>("--config") { Description = "single-file checkpoints: a diffusers folder of the model's family to take configs, scheduler and tokenizers from (default: the family's, e.g. SDXL 1.0 base)" };
         var steps = new Option<int>("--steps") { Description = "denoising steps N", Required = true };
         var conditions = new Option<int>("--conditions") { Description = "number of conditions P", Required = true };
         var seeds = new Option<int>("--seeds") { Description = "number of noise seeds S per condition", Required = true };
@@ -45,7 +46,7 @@ internal static class ProfileCommand
         var shard = ShardOption.Create();
         var command = new Command("profile", "measure how much each block's change moves between steps (Block Caching eq. 6)")
         {
-            model, schedulerConfig, steps, conditions, seeds, guidance, targets, inputs, resolution, contextLength, prompts, output, shard,
+            model, schedulerConfig, config, steps, conditions, seeds, guidance, targets, inputs, resolution, contextLength, prompts, output, shard,
         };
         var runtime = new RuntimeOptions();
         runtime.AddTo(command);
@@ -53,13 +54,16 @@ internal static class ProfileCommand
             parse.GetValue(model)!, parse.GetValue(schedulerConfig), parse.GetValue(steps), parse.GetValue(conditions),
             parse.GetValue(seeds), parse.GetValue(guidance), parse.GetValue(targets)!, parse.GetValue(inputs),
             parse.GetValue(resolution), parse.GetValue(contextLength), parse.GetValue(prompts), parse.GetValue(output)!, runtime.Apply(parse),
-            ShardOption.Parse(parse.GetValue(shard))), cancel))));
+            ShardOption.Parse(parse.GetValue(shard))) { ConfigDir = parse.GetValue(config) }, cancel))));
         return command;
     }
 
     private sealed record Args(string Model, string? SchedulerConfig, int Steps, int Conditions, int Seeds, double Guidance,
         string Targets, string? Inputs, int? Resolution, int ContextLength, string? Prompts, string Out, PipelineLoadOptions Load,
-        Shard? Shard = null);
+        Shard? Shard = null)
+    {
+        public string? ConfigDir { get; init; }
+    }
 
     private static int Execute(Args a, CancellationToken cancel)
     {
@@ -68,19 +72,23 @@ internal static class ProfileCommand
         if (!double.IsFinite(a.Guidance) || a.Guidance < 0) throw new DiffusionCacheException("--guidance must be a finite number >= 0");
         var targets = BlockCachingTargets.Parse(a.Targets);
         string modelDir = Path.GetFullPath(a.Model);
+        bool singleFile = File.Exists(modelDir);
+        if (a.ConfigDir is not null && !singleFile)
+            throw new DiffusionCacheException($"--config describes a single-file checkpoint; {modelDir} is not a file");
         bool pipeline = File.Exists(Path.Combine(modelDir, "model_index.json"));
         string unetDir = pipeline ? Path.Combine(modelDir, "unet") : modelDir;
-        string schedulerPath = a.SchedulerConfig ?? (pipeline
+        // A single-file checkpoint brings its scheduler with its family's configs (SingleFileConfigs.Defaults).
+        string? schedulerPath = a.SchedulerConfig ?? (singleFile ? null : pipeline
             ? Path.Combine(modelDir, "scheduler", "scheduler_config.json")
             : Path.Combine(modelDir, "scheduler_config.json"));
-        if (!File.Exists(schedulerPath))
+        if (schedulerPath is not null && !File.Exists(schedulerPath))
             throw new DiffusionCacheException($"{schedulerPath}: scheduler config not found (pass --scheduler-config)");
-        var scheduler = SchedulerConfig.FromFile(schedulerPath);
-        using var schedulerJson = PythonJson.Parse(File.ReadAllBytes(schedulerPath));
+        using var schedulerJson = schedulerPath is null ? null : PythonJson.Parse(File.ReadAllBytes(schedulerPath));
 
-        // A text-to-image folder profiles over prompts, so it needs its text encoder: the whole pipeline loads.
-        using var textToImage = TextToImagePipeline.IsTextToImageFolder(modelDir) ? TextToImagePipeline.Open(modelDir, a.Load) : null;
-        if (textToImage is null && a.Prompts is not null) throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder; {modelDir} is not one");
+        // A text-to-image model profiles over prompts, so it needs its text encoder: the whole pipeline loads.
+        using var textToImage = TextToImagePipeline.IsTextToImageModel(modelDir) ? TextToImagePipeline.Load(modelDir, a.ConfigDir, a.Load) : null;
+        var scheduler = schedulerPath is null ? textToImage!.SchedulerConfig : SchedulerConfig.FromFile(schedulerPath);
+        if (textToImage is null && a.Prompts is not null) throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder or single-file checkpoint; {modelDir} is neither");
         using var ownUNet = textToImage is null ? UNetLoader.Load(unetDir, dtype: a.Load.Dtype, device: a.Load.Device) : null;
         var unet = textToImage?.UNet ?? ownUNet!;
         targets.Sites(unet);   // a model without such blocks is refused before any work
@@ -90,7 +98,7 @@ internal static class ProfileCommand
             ModelId = Path.GetFileName(modelDir.TrimEnd(Path.DirectorySeparatorChar)),
             ModelPath = modelDir,
             Scheduler = scheduler,
-            SchedulerJson = schedulerJson.RootElement.Clone(),
+            SchedulerJson = schedulerJson?.RootElement.Clone(),
             Steps = a.Steps,
             Targets = targets,
         };

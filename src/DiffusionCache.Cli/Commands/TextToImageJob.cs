@@ -17,7 +17,7 @@ internal sealed record TextToImageArgs(string ModelDir, string Prompt, string? N
     public PipelineLoadOptions? Load { get; init; }
 }
 
-/// <summary>Text-to-image with a Stable Diffusion 1.x/2.x or SDXL folder, or an SD 1.x/2.x single-file checkpoint: one PNG per image, each carrying its prompt and settings in
+/// <summary>Text-to-image with a Stable Diffusion 1.x/2.x or SDXL folder or single-file checkpoint: one PNG per image, each carrying its prompt and settings in
 /// a <c>parameters</c> text chunk (the layout other Stable Diffusion tools write and read).</summary>
 internal static class TextToImageJob
 {
@@ -26,9 +26,7 @@ internal static class TextToImageJob
         if (a.Seeds < 1) throw new DiffusionCacheException("--seeds must be at least 1");
         AtomicFile.EnsureWritable(Path.Combine(a.OutDir, "seed0.png"));   // before loading and sampling, not after
         var clock = Stopwatch.StartNew();
-        using TextToImagePipeline pipeline = File.Exists(a.ModelDir)
-            ? StableDiffusionPipeline.LoadSingleFile(a.ModelDir, a.ConfigDir, a.Load)
-            : TextToImagePipeline.Open(a.ModelDir, a.Load);
+        using var pipeline = TextToImagePipeline.Load(a.ModelDir, a.ConfigDir, a.Load);
         foreach (var note in pipeline.Notes) Console.WriteLine($"note: {note}");
         pipeline.Warning += message => Console.Error.WriteLine($"warning: {message}");
         using var scheduler = pipeline.CreateScheduler(a.Solver);

@@ -109,24 +109,17 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
     public static StableDiffusionPipeline LoadSingleFile(string file, string? configFolder = null, PipelineLoadOptions? options = null,
         string? tokenizerFolder = null)
     {
-        ArgumentNullException.ThrowIfNull(file);
         options ??= new PipelineLoadOptions();
-        if (options.Variant is not null)
-            throw new DiffusionCacheException($"{file}: a weights variant ('{options.Variant}') applies to diffusers folders, not to a single-file checkpoint");
-        if (Directory.Exists(file)) throw new DiffusionCacheException($"{file} is a folder, not a single-file checkpoint");
-        if (file.EndsWith(".ckpt", StringComparison.OrdinalIgnoreCase) || file.EndsWith(".pt", StringComparison.OrdinalIgnoreCase))
-            throw new DiffusionCacheException($"{file}: pickled checkpoints are not read (they can run code); convert it to .safetensors");
-
-        using var checkpoint = LdmCheckpoint.Open(file);
-        var configs = configFolder is null ? SingleFileConfigs.Defaults(checkpoint.Family) : SingleFileConfigs.FromFolder(configFolder);
+        using var checkpoint = SingleFile.Open(file, options);
+        if (checkpoint.Family == LdmFamily.StableDiffusionXL)
+            throw new LdmCheckpointException(file, "an SDXL checkpoint, not a Stable Diffusion 1.x/2.x one (load it as SDXL)");
+        var configs = configFolder is null ? SingleFileConfigs.Defaults(checkpoint.Family) : SingleFileConfigs.FromFolder(configFolder, checkpoint.Family);
         var tokenizer = ClipTokenizer.Load(configs.TokenizerFolder ?? tokenizerFolder ?? SingleFileConfigs.ShippedTokenizer(checkpoint.Family));
         // The maps first: a key without a place fails here, before any model is built.
         var unetSource = checkpoint.UNet(configs.UNet);
         var vaeSource = checkpoint.Vae(configs.Vae);
         var textSource = checkpoint.TextEncoder(configs.TextEncoder);
-        var notes = new List<string> { $"{LdmCheckpoint.Name(checkpoint.Family)} single-file checkpoint; configs: {configs.Source}" };
-        if (checkpoint.IgnoredKeys.Count > 0)
-            notes.Add($"{checkpoint.IgnoredKeys.Count} tensors of the file are not weights the pipeline uses (LDM training buffers, EMA copy): not loaded");
+        var notes = SingleFile.Notes(checkpoint, configs);
 
         return Assemble(file, configs.Scheduler, tokenizer, notes,
             () => ComponentLoader.LoadWeights(new UNet2DConditionModel(configs.UNet), unetSource, options.Dtype, options.Device),

@@ -1,4 +1,5 @@
 using DiffusionCache.Caching;
+using DiffusionCache.Formats.Checkpoints;
 using DiffusionCache.Formats.Diffusers;
 using DiffusionCache.Models.Autoencoders;
 using DiffusionCache.Models.Config;
@@ -37,7 +38,8 @@ public sealed record SdxlConditioning(Tensor PromptEmbeds, Tensor PooledPromptEm
 
 /// <summary>
 /// SDXL text-to-image from a diffusers folder (<c>unet</c>, <c>vae</c>, <c>text_encoder</c> + <c>tokenizer</c>,
-/// <c>text_encoder_2</c> + <c>tokenizer_2</c>, <c>scheduler</c>), as diffusers 0.27.2's
+/// <c>text_encoder_2</c> + <c>tokenizer_2</c>, <c>scheduler</c>) or a single-file checkpoint
+/// (<see cref="LoadSingleFile"/>), as diffusers 0.27.2's
 /// <c>StableDiffusionXLPipeline</c>: the penultimate hidden states of both encoders side by side as the context, the
 /// second encoder's projected pooled output and six size/crop ids as the U-Net's added conditioning; sampling through
 /// the one loop with any solver and cache policy.
@@ -97,26 +99,76 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
             text2Dir = index.Require("text_encoder_2", "CLIPTextModelWithProjection");
 
         var notes = CheckComponents(index, "unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler");
+        return Assemble(folder, scheduler, tokenizer1, tokenizer2, notes, index.Bool("force_zeros_for_empty_prompt", true),
+            () => (UNet2DConditionModel)UNetLoader.Load(unetDir, options.Variant, options.Dtype, options.Device),
+            () => AutoencoderLoader.Load(vaeDir, VaeDtype(AutoencoderKLConfig.FromFile(Path.Combine(vaeDir, "config.json")), options),
+                options.Device, options.Variant),
+            () => TextEncoderLoader.Load(text1Dir, options.Dtype, options.Device, options.Variant),
+            () => TextEncoderLoader.Load(text2Dir, options.Dtype, options.Device, options.Variant));
+    }
 
+    /// <summary>
+    /// SDXL base from one single-file checkpoint in the original SGM layout (the <c>.safetensors</c> files A1111 and
+    /// ComfyUI load; <see cref="LdmCheckpoint"/>): U-Net, VAE and both text encoders (<c>conditioner.embedders.0</c>,
+    /// CLIP ViT-L/14; <c>.1</c>, OpenCLIP ViT-bigG/14 with its projection) read through key maps in front of the same
+    /// strict loaders as a folder, streaming tensor by tensor. The configs, scheduler and tokenizers a single file
+    /// lacks come from <paramref name="configFolder"/> (a diffusers SDXL folder; no weights are read), or else from
+    /// SDXL 1.0 base's (<see cref="SingleFileConfigs.Defaults"/>: 1024x1024, Euler, the shipped CLIP tokenizers).
+    /// </summary>
+    /// <param name="file">The <c>.safetensors</c> checkpoint (pickled <c>.ckpt</c>/<c>.pt</c> are refused).</param>
+    /// <param name="configFolder">A diffusers SDXL folder to take the configs, scheduler and tokenizers from; null:
+    /// SDXL base's.</param>
+    /// <param name="options">Compute type and device (no weights variant); null: float32 on the CPU.</param>
+    /// <exception cref="LdmCheckpointException">Not an SDXL base checkpoint, or keys that belong nowhere.</exception>
+    /// <exception cref="CheckpointMismatchException">Tensors missing or of the wrong shape for the configs (named with
+    /// their file keys).</exception>
+    public static StableDiffusionXLPipeline LoadSingleFile(string file, string? configFolder = null, PipelineLoadOptions? options = null)
+    {
+        options ??= new PipelineLoadOptions();
+        using var checkpoint = SingleFile.Open(file, options);
+        if (checkpoint.Family != LdmFamily.StableDiffusionXL)
+            throw new LdmCheckpointException(file, $"a {LdmCheckpoint.Name(checkpoint.Family)} checkpoint, not an SDXL one (load it as Stable Diffusion)");
+        var configs = configFolder is null ? SingleFileConfigs.Defaults(checkpoint.Family) : SingleFileConfigs.FromFolder(configFolder, checkpoint.Family);
+        var tokenizer1 = ClipTokenizer.Load(configs.TokenizerFolder ?? SingleFileConfigs.ShippedTokenizer(checkpoint.Family, 1));
+        var tokenizer2 = ClipTokenizer.Load(configs.Tokenizer2Folder ?? SingleFileConfigs.ShippedTokenizer(checkpoint.Family, 2));
+        // The maps first: a key without a place fails here, before any model is built.
+        var unetSource = checkpoint.UNet(configs.UNet);
+        var vaeSource = checkpoint.Vae(configs.Vae);
+        var text1Source = checkpoint.TextEncoder(configs.TextEncoder);
+        var text2Source = checkpoint.TextEncoder2(configs.TextEncoder2!);
+        var notes = SingleFile.Notes(checkpoint, configs);
+        return Assemble(file, configs.Scheduler, tokenizer1, tokenizer2, notes, configs.ForceZerosForEmptyPrompt,
+            () => ComponentLoader.LoadWeights(new UNet2DConditionModel(configs.UNet), unetSource, options.Dtype, options.Device),
+            () => ComponentLoader.LoadWeights(new AutoencoderKL(configs.Vae), vaeSource, VaeDtype(configs.Vae, options), options.Device),
+            () => ComponentLoader.LoadWeights(new ClipTextModel(configs.TextEncoder), text1Source, options.Dtype, options.Device, TextEncoderLoader.IsWeight),
+            () => ComponentLoader.LoadWeights(new ClipTextModel(configs.TextEncoder2!, withProjection: true), text2Source, options.Dtype, options.Device,
+                TextEncoderLoader.IsWeight));
+    }
+
+    /// <summary>What both ways of loading share: load the components in order, check that they fit together, and
+    /// dispose what was loaded if anything fails.</summary>
+    private static StableDiffusionXLPipeline Assemble(string origin, SchedulerConfig scheduler, ClipTokenizer tokenizer1, ClipTokenizer tokenizer2,
+        IReadOnlyList<string> notes, bool forceZeros, Func<UNet2DConditionModel> loadUNet, Func<AutoencoderKL> loadVae,
+        Func<ClipTextModel> loadText1, Func<ClipTextModel> loadText2)
+    {
         using var load = new ComponentLoad();
-        var unet = load.Add((UNet2DConditionModel)UNetLoader.Load(unetDir, options.Variant, options.Dtype, options.Device));
+        var unet = load.Add(loadUNet());
         if (unet.PooledTextDim is null)
-            throw new DiffusionCacheException($"{unetDir}: an SDXL U-Net needs addition_embed_type \"text_time\"");
-        var vae = load.Add(AutoencoderLoader.Load(vaeDir, VaeDtype(AutoencoderKLConfig.FromFile(Path.Combine(vaeDir, "config.json")), options),
-            options.Device, options.Variant));
-        var text1 = load.Add(TextEncoderLoader.Load(text1Dir, options.Dtype, options.Device, options.Variant));
-        var text2 = load.Add(TextEncoderLoader.Load(text2Dir, options.Dtype, options.Device, options.Variant));
+            throw new DiffusionCacheException($"{origin}: an SDXL U-Net needs addition_embed_type \"text_time\"");
+        var vae = load.Add(loadVae());
+        var text1 = load.Add(loadText1());
+        var text2 = load.Add(loadText2());
         if (text1.Config.HiddenSize + text2.Config.HiddenSize != unet.ContextDim)
-            throw new DiffusionCacheException($"{folder}: the text encoders' widths {text1.Config.HiddenSize} + {text2.Config.HiddenSize} differ from the U-Net's cross_attention_dim {unet.ContextDim}");
+            throw new DiffusionCacheException($"{origin}: the text encoders' widths {text1.Config.HiddenSize} + {text2.Config.HiddenSize} differ from the U-Net's cross_attention_dim {unet.ContextDim}");
         if (text2.Config.ProjectionDim != unet.PooledTextDim)
-            throw new DiffusionCacheException($"{folder}: text_encoder_2's projection_dim {text2.Config.ProjectionDim} differs from the U-Net's pooled width {unet.PooledTextDim} (projection_class_embeddings_input_dim - 6 x addition_time_embed_dim)");
-        CheckFit(folder, unet, vae, tokenizer1, text1);
-        CheckFit(folder, unet, vae, tokenizer2, text2);
+            throw new DiffusionCacheException($"{origin}: text_encoder_2's projection_dim {text2.Config.ProjectionDim} differs from the U-Net's pooled width {unet.PooledTextDim} (projection_class_embeddings_input_dim - 6 x addition_time_embed_dim)");
+        CheckFit(origin, unet, vae, tokenizer1, text1);
+        CheckFit(origin, unet, vae, tokenizer2, text2);
         load.Keep();
-        return new StableDiffusionXLPipeline(folder, unet, vae, scheduler, new ClipPromptEncoder(tokenizer1, text1),
+        return new StableDiffusionXLPipeline(origin, unet, vae, scheduler, new ClipPromptEncoder(tokenizer1, text1),
             new ClipPromptEncoder(tokenizer2, text2), notes)
         {
-            ForceZerosForEmptyPrompt = index.Bool("force_zeros_for_empty_prompt", true),
+            ForceZerosForEmptyPrompt = forceZeros,
         };
     }
 

@@ -1,4 +1,5 @@
 using DiffusionCache.Caching;
+using DiffusionCache.Formats.Checkpoints;
 using DiffusionCache.Formats.Diffusers;
 using DiffusionCache.Models.Autoencoders;
 using DiffusionCache.Models.Config;
@@ -53,8 +54,33 @@ public abstract class TextToImagePipeline : LatentDiffusionPipeline
         };
     }
 
+    /// <summary>Opens a text-to-image model wherever it lies: a diffusers folder (<see cref="Open"/>) or a single-file
+    /// checkpoint, Stable Diffusion 1.x/2.x or SDXL as its keys tell
+    /// (<see cref="StableDiffusionPipeline.LoadSingleFile"/>, <see cref="StableDiffusionXLPipeline.LoadSingleFile"/>).</summary>
+    /// <param name="path">A diffusers folder or a <c>.safetensors</c> checkpoint.</param>
+    /// <param name="configFolder">For a single file: a diffusers folder of its family to take configs, scheduler and
+    /// tokenizers from; null: the family's defaults. Refused for a folder, which has its own.</param>
+    /// <param name="options">Compute type, device, weights variant (folders only); null: float32 on the CPU.</param>
+    public static TextToImagePipeline Load(string path, string? configFolder = null, PipelineLoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path))
+            return configFolder is null ? Open(path, options)
+                : throw new DiffusionCacheException($"{path}: a config folder applies to single-file checkpoints; a diffusers folder has its own configs");
+        LdmFamily family;
+        using (var checkpoint = SingleFile.Open(path, options ?? new PipelineLoadOptions())) family = checkpoint.Family;
+        return family == LdmFamily.StableDiffusionXL
+            ? StableDiffusionXLPipeline.LoadSingleFile(path, configFolder, options)
+            : StableDiffusionPipeline.LoadSingleFile(path, configFolder, options);
+    }
+
     /// <summary>Whether <paramref name="dir"/> is a diffusers folder of a text-to-image pipeline we run.</summary>
     public static bool IsTextToImageFolder(string dir) => StableDiffusionPipeline.IsFolder(dir) || StableDiffusionXLPipeline.IsFolder(dir);
+
+    /// <summary>Whether <paramref name="path"/> is a text-to-image model: such a diffusers folder, or a
+    /// <c>.safetensors</c> file (a single-file checkpoint; its keys are checked when it is loaded).</summary>
+    public static bool IsTextToImageModel(string path) =>
+        IsTextToImageFolder(path) || (File.Exists(path) && path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Checks a call before any work: prompts, sizes (multiples of 8 and of the VAE's factor), clip skip.</summary>
     public abstract void Validate(TextToImage call);

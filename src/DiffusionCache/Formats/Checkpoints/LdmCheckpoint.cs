@@ -11,6 +11,9 @@ public enum LdmFamily
     StableDiffusion1,
     /// <summary>SD 2.x: OpenCLIP ViT-H/14 under <c>cond_stage_model.model.</c>.</summary>
     StableDiffusion2,
+    /// <summary>SDXL base: CLIP ViT-L/14 under <c>conditioner.embedders.0.transformer.</c> and OpenCLIP ViT-bigG/14
+    /// under <c>conditioner.embedders.1.model.</c>.</summary>
+    StableDiffusionXL,
 }
 
 /// <summary>A single-file checkpoint that is not one we can read: unknown or unsupported family, keys without a place
@@ -27,15 +30,17 @@ public sealed class LdmCheckpointException(string filePath, string problem, IRea
     public string FilePath { get; } = filePath;
 
     /// <summary>The file keys at fault (unmatched, unplaceable or clashing keys); empty when the problem is not about
-    /// particular keys (e.g. an SDXL checkpoint).</summary>
+    /// particular keys (e.g. a refiner checkpoint).</summary>
     public IReadOnlyList<string> Keys { get; } = keys ?? [];
 }
 
 /// <summary>
-/// A Stable Diffusion 1.x/2.x single-file checkpoint in the original CompVis/LDM layout (what A1111 and ComfyUI load):
-/// one safetensors file with the U-Net under <c>model.diffusion_model.</c>, the VAE under <c>first_stage_model.</c>
-/// and the text encoder under <c>cond_stage_model.</c>. It is read as one <see cref="ITensorSource"/> per component
-/// under diffusers/transformers names (<see cref="UNet"/>, <see cref="Vae"/>, <see cref="TextEncoder"/>), through a
+/// A Stable Diffusion 1.x/2.x or SDXL base single-file checkpoint in the original CompVis/LDM (SGM for SDXL) layout
+/// (what A1111 and ComfyUI load): one safetensors file with the U-Net under <c>model.diffusion_model.</c>, the VAE
+/// under <c>first_stage_model.</c> and the text encoder under <c>cond_stage_model.</c> (SDXL: both encoders under
+/// <c>conditioner.embedders.0/1.</c>). It is read as one <see cref="ITensorSource"/> per component under
+/// diffusers/transformers names (<see cref="UNet"/>, <see cref="Vae"/>, <see cref="TextEncoder"/>,
+/// <see cref="TextEncoder2"/>), through a
 /// key map built from the component's config, in front of the same strict loaders as a diffusers folder. Tensors are
 /// read from the file on demand, one at a time, only the bytes each diffusers tensor needs.
 /// <para>Strict: every key of the file must be a weight of a component or one of the LDM layout's known non-weights
@@ -85,8 +90,8 @@ public sealed class LdmCheckpoint : IDisposable
     }
 
     /// <summary>Opens the file and tells its family. Throws <see cref="SafetensorsException"/> for a malformed or
-    /// truncated file and <see cref="LdmCheckpointException"/> for an SDXL or refiner checkpoint, an unknown layout
-    /// or keys that belong to no component.</summary>
+    /// truncated file and <see cref="LdmCheckpointException"/> for a refiner checkpoint, an unknown layout or keys
+    /// that belong to no component.</summary>
     public static LdmCheckpoint Open(string path)
     {
         var file = SafetensorsFile.Open(path);
@@ -94,20 +99,20 @@ public sealed class LdmCheckpoint : IDisposable
         {
             var keys = file.Entries.Select(e => e.Name).Order(StringComparer.Ordinal).ToArray();
             var family = DetectFamily(keys, path);
-            string textPrefix = TextPrefix(family);
+            var textPrefixes = TextPrefixes(family);
             var foreign = new List<string>();
             var ignored = new List<string>();
             foreach (string key in keys)
             {
                 if (key.StartsWith(LdmKeyMap.UNetPrefix, StringComparison.Ordinal) || key.StartsWith(LdmKeyMap.VaePrefix, StringComparison.Ordinal) ||
-                    key.StartsWith(textPrefix, StringComparison.Ordinal)) continue;
+                    textPrefixes.Any(p => key.StartsWith(p, StringComparison.Ordinal))) continue;
                 if (TrainingBuffers.Contains(key) || key.StartsWith(EmaPrefix, StringComparison.Ordinal)) ignored.Add(key);
                 else foreign.Add(key);
             }
             if (foreign.Count > 0)
                 throw new LdmCheckpointException(path,
                     $"{Count(foreign.Count, "key")} belong to no component of a {Name(family)} checkpoint (U-Net {LdmKeyMap.UNetPrefix}*, " +
-                    $"VAE {LdmKeyMap.VaePrefix}*, text encoder {textPrefix}*): {Few(foreign)}", foreign);
+                    $"VAE {LdmKeyMap.VaePrefix}*, text {(textPrefixes.Count == 1 ? "encoder" : "encoders")} {string.Join(", ", textPrefixes.Select(p => p + "*"))}): {Few(foreign)}", foreign);
             return new LdmCheckpoint(file, family, ignored);
         }
         catch
@@ -117,16 +122,21 @@ public sealed class LdmCheckpoint : IDisposable
         }
     }
 
-    /// <summary>SD 1.x (<c>cond_stage_model.transformer.*</c>) or SD 2.x (<c>cond_stage_model.model.*</c>); an error
-    /// for SDXL base (<c>conditioner.embedders.1.*</c>), the SDXL refiner (<c>conditioner.embedders.0.model.*</c>
-    /// alone) and anything else, naming keys that match no known layout.</summary>
+    /// <summary>SD 1.x (<c>cond_stage_model.transformer.*</c>), SD 2.x (<c>cond_stage_model.model.*</c>) or SDXL
+    /// base (<c>conditioner.embedders.1.*</c>, with <c>conditioner.embedders.0.transformer.*</c>); an error for the
+    /// SDXL refiner (<c>conditioner.embedders.0.model.*</c> alone) and anything else, naming keys that match no known
+    /// layout.</summary>
     public static LdmFamily DetectFamily(IReadOnlyCollection<string> keys, string description)
     {
         ArgumentNullException.ThrowIfNull(keys);
         bool Any(string prefix) => keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal));
         if (Any(SdxlBasePrefix))
-            throw new LdmCheckpointException(description,
-                $"an SDXL base checkpoint ({SdxlBasePrefix}*): SDXL single-file checkpoints are not supported yet");
+        {
+            if (!Any(LdmKeyMap.SdxlClipPrefix))
+                throw new LdmCheckpointException(description,
+                    $"an SDXL checkpoint without its first text encoder ({LdmKeyMap.SdxlClipPrefix}*, CLIP ViT-L/14 beside {SdxlBasePrefix}*)");
+            return LdmFamily.StableDiffusionXL;
+        }
         if (Any(SdxlRefinerPrefix))
             throw new LdmCheckpointException(description,
                 $"an SDXL refiner checkpoint ({SdxlRefinerPrefix}* without {SdxlBasePrefix}*): refiner checkpoints are not supported");
@@ -141,9 +151,9 @@ public sealed class LdmCheckpoint : IDisposable
         var unmatched = keys.Where(k => !known.Any(p => k.StartsWith(p, StringComparison.Ordinal)) && !TrainingBuffers.Contains(k))
             .Order(StringComparer.Ordinal).ToList();
         string what = keys.Count == 0 ? "the file holds no tensors"
-            : unmatched.Count == 0 ? $"it has no text encoder ({LdmKeyMap.ClipPrefix}* for SD 1.x, {LdmKeyMap.OpenClipPrefix}* for SD 2.x); its keys are: {Few(keys.Order(StringComparer.Ordinal).ToList())}"
+            : unmatched.Count == 0 ? $"it has no text encoder ({LdmKeyMap.ClipPrefix}* for SD 1.x, {LdmKeyMap.OpenClipPrefix}* for SD 2.x, {SdxlBasePrefix}* for SDXL); its keys are: {Few(keys.Order(StringComparer.Ordinal).ToList())}"
             : $"{Count(unmatched.Count, "key")} match no known layout: {Few(unmatched)}";
-        throw new LdmCheckpointException(description, $"not a Stable Diffusion 1.x/2.x single-file checkpoint: {what}", unmatched);
+        throw new LdmCheckpointException(description, $"not a Stable Diffusion 1.x/2.x or SDXL single-file checkpoint: {what}", unmatched);
     }
 
     /// <summary>The U-Net's tensors under diffusers names, for a U-Net built from <paramref name="config"/>.</summary>
@@ -152,10 +162,21 @@ public sealed class LdmCheckpoint : IDisposable
     /// <summary>The VAE's tensors under diffusers names, for a VAE built from <paramref name="config"/>.</summary>
     public LdmTensorSource Vae(AutoencoderKLConfig config) => Source(LdmKeyMap.Vae(config));
 
-    /// <summary>The text encoder's tensors under transformers names, for a <c>CLIPTextModel</c> built from
+    /// <summary>The (first) text encoder's tensors under transformers names, for a <c>CLIPTextModel</c> built from
     /// <paramref name="config"/> (SD 2.x's OpenCLIP layout converted; its layers beyond the config's count are not used).</summary>
-    public LdmTensorSource TextEncoder(ClipTextConfig config) =>
-        Source(Family == LdmFamily.StableDiffusion1 ? LdmKeyMap.ClipText() : LdmKeyMap.OpenClipText(config));
+    public LdmTensorSource TextEncoder(ClipTextConfig config) => Source(Family switch
+    {
+        LdmFamily.StableDiffusion1 => LdmKeyMap.ClipText(),
+        LdmFamily.StableDiffusion2 => LdmKeyMap.OpenClipText(config),
+        _ => LdmKeyMap.ClipText(LdmKeyMap.SdxlClipPrefix),
+    });
+
+    /// <summary>SDXL's second text encoder under transformers names, for a <c>CLIPTextModelWithProjection</c> built
+    /// from <paramref name="config"/> (OpenCLIP layout converted, <c>text_projection</c> transposed); an error for
+    /// the other families, which have one encoder.</summary>
+    public LdmTensorSource TextEncoder2(ClipTextConfig config) => Family == LdmFamily.StableDiffusionXL
+        ? Source(LdmKeyMap.OpenClipText(config, LdmKeyMap.SdxlOpenClipPrefix, projection: true))
+        : throw new LdmCheckpointException(FilePath, $"a {Name(Family)} checkpoint has one text encoder; text_encoder_2 is SDXL's");
 
     /// <summary>Reads the tensors of one component through <paramref name="map"/>; every key of the file under the
     /// map's prefix must map (or be one the map ignores), and no two keys may supply the same tensor.</summary>
@@ -200,6 +221,11 @@ public sealed class LdmCheckpoint : IDisposable
                     throw new LdmCheckpointException(FilePath,
                         $"'{key}' of shape [{string.Join(", ", shape)}] is not a 1x1 convolution weight that can be read as the linear weight '{target.Name}'", [key]);
                 return _file.View(key, target.Name, 0, shape[..2]);
+            case LdmChange.Transpose:
+                if (shape.Length != 2)
+                    throw new LdmCheckpointException(FilePath,
+                        $"'{key}' of shape [{string.Join(", ", shape)}] is not a matrix that can be read transposed as '{target.Name}'", [key]);
+                return _file.View(key, target.Name, 0, shape);
             case LdmChange.ThirdOfRows:
                 if (shape.Length == 0 || shape[0] % 3 != 0)
                     throw new LdmCheckpointException(FilePath,
@@ -214,12 +240,21 @@ public sealed class LdmCheckpoint : IDisposable
 
     internal Tensor Load(SafetensorsEntry view, ScalarType? dtype, Device? device) => _file.Load(view, dtype, device);
 
-    /// <summary>What a family's text encoder keys start with.</summary>
-    public static string TextPrefix(LdmFamily family) =>
-        family == LdmFamily.StableDiffusion1 ? LdmKeyMap.ClipPrefix : LdmKeyMap.OpenClipPrefix;
+    /// <summary>What a family's text encoder keys start with, one prefix per encoder.</summary>
+    public static IReadOnlyList<string> TextPrefixes(LdmFamily family) => family switch
+    {
+        LdmFamily.StableDiffusion1 => [LdmKeyMap.ClipPrefix],
+        LdmFamily.StableDiffusion2 => [LdmKeyMap.OpenClipPrefix],
+        _ => [LdmKeyMap.SdxlClipPrefix, LdmKeyMap.SdxlOpenClipPrefix],
+    };
 
-    /// <summary>The family's name for messages: "Stable Diffusion 1.x" or "Stable Diffusion 2.x".</summary>
-    public static string Name(LdmFamily family) => family == LdmFamily.StableDiffusion1 ? "Stable Diffusion 1.x" : "Stable Diffusion 2.x";
+    /// <summary>The family's name for messages: "Stable Diffusion 1.x", "Stable Diffusion 2.x" or "SDXL".</summary>
+    public static string Name(LdmFamily family) => family switch
+    {
+        LdmFamily.StableDiffusion1 => "Stable Diffusion 1.x",
+        LdmFamily.StableDiffusion2 => "Stable Diffusion 2.x",
+        _ => "SDXL",
+    };
 
     private static string Count(int n, string what) => n == 1 ? $"1 {what}" : $"{n} {what}s";
 
@@ -249,7 +284,7 @@ public sealed class LdmTensorSource : IRenamedTensorSource
         Names = views.Keys.Order(StringComparer.Ordinal).ToArray();
     }
 
-    /// <summary>The diffusers component: <c>unet</c>, <c>vae</c> or <c>text_encoder</c>.</summary>
+    /// <summary>The diffusers component: <c>unet</c>, <c>vae</c>, <c>text_encoder</c> or <c>text_encoder_2</c>.</summary>
     public string Component => _map.Component;
 
     /// <summary>The checkpoint file with the component in parentheses, e.g. <c>sd15.safetensors (unet)</c>.</summary>
@@ -264,17 +299,26 @@ public sealed class LdmTensorSource : IRenamedTensorSource
         Names.Select(n => (n, _views[n].FileKey, _views[n].Change));
 
     /// <summary>The stored bytes of the tensor <paramref name="name"/> in the diffusers shape (a 1x1 convolution
-    /// read as a linear weight, one third of a fused q/k/v); throws <see cref="DiffusionCacheException"/> for a name
+    /// read as a linear weight, one third of a fused q/k/v, a transposed matrix); throws <see cref="DiffusionCacheException"/> for a name
     /// the component does not have.</summary>
-    public SafetensorsEntry Entry(string name) => Find(name).Entry;
+    public SafetensorsEntry Entry(string name)
+    {
+        var view = Find(name);
+        return view.Change == LdmChange.Transpose ? view.Entry with { Shape = [.. view.Entry.Shape.Reverse()] } : view.Entry;
+    }
 
     /// <summary>Reads only the bytes of the tensor <paramref name="name"/> from the file into a new tensor that the
     /// caller owns; throws <see cref="DiffusionCacheException"/> for a name the component does not have.</summary>
     /// <param name="name">A diffusers/transformers name, one of <see cref="Names"/>.</param>
     /// <param name="dtype">The type to convert to; null keeps the stored type.</param>
     /// <param name="device">The device to move to; null leaves the tensor on the CPU.</param>
-    public Tensor Load(string name, ScalarType? dtype = null, Device? device = null) =>
-        _checkpoint.Load(Find(name).Entry, dtype, device);
+    public Tensor Load(string name, ScalarType? dtype = null, Device? device = null)
+    {
+        var view = Find(name);
+        var stored = _checkpoint.Load(view.Entry, dtype, device);
+        if (view.Change != LdmChange.Transpose) return stored;
+        using (stored) return stored.t().contiguous();
+    }
 
     /// <summary>The file key that holds <paramref name="name"/>; for a tensor the file lacks, the key the key map
     /// says would hold it (null when none would).</summary>

@@ -13,6 +13,9 @@ public enum LdmChange
     /// <summary>One third of a fused q/k/v projection along the first axis (OpenCLIP's <c>in_proj_weight</c> /
     /// <c>in_proj_bias</c>); <see cref="LdmTarget.Part"/> 0, 1, 2 is q, k, v.</summary>
     ThirdOfRows,
+    /// <summary>A matrix stored transposed (OpenCLIP's <c>text_projection</c> [width, projection] is the linear
+    /// weight [projection, width]); read whole, then transposed.</summary>
+    Transpose,
 }
 
 /// <summary>A diffusers tensor that a file key supplies.</summary>
@@ -38,12 +41,18 @@ public sealed class LdmKeyMap
     public const string ClipPrefix = "cond_stage_model.transformer.";
     /// <summary>What SD 2.x text encoder keys start with (OpenCLIP ViT-H/14 layout).</summary>
     public const string OpenClipPrefix = "cond_stage_model.model.";
+    /// <summary>What SDXL's first text encoder keys start with (CLIP ViT-L/14, transformers layout after the
+    /// prefix).</summary>
+    public const string SdxlClipPrefix = "conditioner.embedders.0.transformer.";
+    /// <summary>What SDXL's second text encoder keys start with (OpenCLIP ViT-bigG/14 layout, with its
+    /// projection).</summary>
+    public const string SdxlOpenClipPrefix = "conditioner.embedders.1.model.";
 
     private readonly Dictionary<string, Rule> _byOriginal;
     private readonly Dictionary<string, Rule> _byDiffusers;
     private readonly Func<string, bool> _ignored;
 
-    /// <summary>The diffusers component: <c>unet</c>, <c>vae</c> or <c>text_encoder</c>.</summary>
+    /// <summary>The diffusers component: <c>unet</c>, <c>vae</c>, <c>text_encoder</c> or <c>text_encoder_2</c>.</summary>
     public string Component { get; }
     /// <summary>What every file key of this component starts with.</summary>
     public string Prefix { get; }
@@ -120,6 +129,11 @@ public sealed class LdmKeyMap
         };
         if (c.NormNumGroups is not null) rules.Add(new("out.0", "conv_norm_out", Leaves.Params));
         if (c.NumClassEmbeds is not null) rules.Add(new("label_emb", "class_embedding", Leaves.Params));
+        if (c.AdditionEmbedType == "text_time")   // SDXL's pooled-text and size-ids embedding
+        {
+            rules.Add(new("label_emb.0.0", "add_embedding.linear_1", Leaves.Params));
+            rules.Add(new("label_emb.0.2", "add_embedding.linear_2", Leaves.Params));
+        }
 
         int n = c.BlockOutChannels.Count, input = 1;
         for (int i = 0; i < n; i++)
@@ -190,18 +204,23 @@ public sealed class LdmKeyMap
         return new LdmKeyMap("vae", VaePrefix, $"an AutoencoderKL with {n} levels, layers_per_block {c.LayersPerBlock}", rules, null);
     }
 
-    /// <summary>SD 1.x's CLIP text model under <c>cond_stage_model.transformer.</c>: transformers' own names after
-    /// the prefix (<c>text_model.*</c>). The <c>position_ids</c> buffer some files hold is renamed like the rest;
-    /// the text encoder loader drops it (<c>TextEncoderLoader.IsWeight</c>).</summary>
-    public static LdmKeyMap ClipText() =>
-        new("text_encoder", ClipPrefix, "a CLIPTextModel (transformers layout)", [new("text_model", "text_model", Leaves.Any)], null);
+    /// <summary>A CLIP text model in transformers' own layout after <paramref name="prefix"/> (<c>text_model.*</c>):
+    /// SD 1.x's under <c>cond_stage_model.transformer.</c> (<see cref="ClipPrefix"/>), SDXL's first encoder under
+    /// <c>conditioner.embedders.0.transformer.</c> (<see cref="SdxlClipPrefix"/>). The <c>position_ids</c> buffer
+    /// some files hold is renamed like the rest; the text encoder loader drops it (<c>TextEncoderLoader.IsWeight</c>).</summary>
+    public static LdmKeyMap ClipText(string prefix = ClipPrefix) =>
+        new("text_encoder", prefix, "a CLIPTextModel (transformers layout)", [new("text_model", "text_model", Leaves.Any)], null);
 
-    /// <summary>SD 2.x's OpenCLIP text model under <c>cond_stage_model.model.</c>: <c>token_embedding</c>,
-    /// <c>positional_embedding</c>, <c>ln_final</c>, <c>transformer.resblocks.N</c> (<c>ln_1</c>, <c>ln_2</c>,
-    /// <c>mlp.c_fc</c>, <c>mlp.c_proj</c>, <c>attn.out_proj</c>, and <c>attn.in_proj_weight/bias</c> split into q, k,
-    /// v). The layer after the config's last (SD 2.x uses 23 of OpenCLIP ViT-H's 24), <c>text_projection</c> and
-    /// <c>logit_scale</c> are not used, as in diffusers.</summary>
-    public static LdmKeyMap OpenClipText(ClipTextConfig c)
+    /// <summary>An OpenCLIP text model: <c>token_embedding</c>, <c>positional_embedding</c>, <c>ln_final</c>,
+    /// <c>transformer.resblocks.N</c> (<c>ln_1</c>, <c>ln_2</c>, <c>mlp.c_fc</c>, <c>mlp.c_proj</c>,
+    /// <c>attn.out_proj</c>, and <c>attn.in_proj_weight/bias</c> split into q, k, v).
+    /// <para>SD 2.x (<paramref name="projection"/> false, under <c>cond_stage_model.model.</c>): a CLIPTextModel; the
+    /// layer after the config's last (SD 2.x uses 23 of OpenCLIP ViT-H's 24), <c>text_projection</c> and
+    /// <c>logit_scale</c> are not used, as in diffusers. SDXL's second encoder (<paramref name="projection"/> true,
+    /// under <c>conditioner.embedders.1.model.</c>): a CLIPTextModelWithProjection that uses every layer, and
+    /// <c>text_projection</c> [width, projection] is its linear weight transposed (diffusers'
+    /// <c>create_text_encoder_from_open_clip_checkpoint</c>); only <c>logit_scale</c> is not used.</para></summary>
+    public static LdmKeyMap OpenClipText(ClipTextConfig c, string prefix = OpenClipPrefix, bool projection = false)
     {
         ArgumentNullException.ThrowIfNull(c);
         var rules = new List<Rule>
@@ -210,10 +229,14 @@ public sealed class LdmKeyMap
             new("positional_embedding", "text_model.embeddings.position_embedding.weight", Leaves.Whole),
             new("ln_final", "text_model.final_layer_norm", Leaves.Params),
         };
+        if (projection) rules.Add(new("text_projection", "text_projection.weight", Leaves.WholeTransposed));
         for (int i = 0; i < c.NumHiddenLayers; i++)
             rules.Add(new($"transformer.resblocks.{i}", $"text_model.encoder.layers.{i}", Leaves.OpenClipLayer));
+        if (projection)
+            return new LdmKeyMap("text_encoder_2", prefix, $"a CLIPTextModelWithProjection with {c.NumHiddenLayers} layers (from OpenCLIP)", rules,
+                key => key == "logit_scale");
         string unusedLayer = $"transformer.resblocks.{c.NumHiddenLayers}.";
-        return new LdmKeyMap("text_encoder", OpenClipPrefix, $"a CLIPTextModel with {c.NumHiddenLayers} layers (from OpenCLIP)", rules,
+        return new LdmKeyMap("text_encoder", prefix, $"a CLIPTextModel with {c.NumHiddenLayers} layers (from OpenCLIP)", rules,
             key => key is "text_projection" or "logit_scale" || key.StartsWith(unusedLayer, StringComparison.Ordinal));
     }
 
@@ -238,6 +261,9 @@ public sealed class LdmKeyMap
 
         /// <summary>The module is itself the tensor (OpenCLIP's <c>positional_embedding</c>).</summary>
         public static readonly Leaves Whole = new Leaves(false).Leaf("", new LdmTarget(""));
+
+        /// <summary>The module is itself the tensor, stored transposed (OpenCLIP's <c>text_projection</c>).</summary>
+        public static readonly Leaves WholeTransposed = new Leaves(false).Leaf("", new LdmTarget("", LdmChange.Transpose));
 
         public static readonly Leaves UNetResnet = new Leaves(false).Module("in_layers.0", "norm1").Module("in_layers.2", "conv1")
             .Module("emb_layers.1", "time_emb_proj").Module("out_layers.0", "norm2").Module("out_layers.3", "conv2")

@@ -135,4 +135,12 @@ public sealed record ClipTextConfig
         HiddenSize = 1024, IntermediateSize = 4096, ProjectionDim = 512, NumHiddenLayers = 23, NumAttentionHeads = 16,
         HiddenAct = "gelu", BosTokenId = 0, EosTokenId = 2,
     };
+
+    /// <summary>OpenCLIP ViT-bigG/14's text encoder with its 1280-d projection, SDXL's second encoder
+    /// (<c>text_encoder_2</c> of SDXL 1.0 base).</summary>
+    public static ClipTextConfig StableDiffusionXL2 { get; } = new()
+    {
+        HiddenSize = 1280, IntermediateSize = 5120, ProjectionDim = 1280, NumHiddenLayers = 32, NumAttentionHeads = 20,
+        HiddenAct = "gelu", BosTokenId = 0, EosTokenId = 2,
+    };
 }

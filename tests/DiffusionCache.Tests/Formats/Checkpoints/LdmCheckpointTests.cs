@@ -83,17 +83,19 @@ public sealed class LdmCheckpointTests
     }
 
     [Fact]
-    public void Sdxl_refiner_and_unknown_layouts_are_refused_by_name()
+    public void Sdxl_base_is_told_and_refiner_and_unknown_layouts_are_refused_by_name()
     {
-        var sdxl = Assert.Throws<LdmCheckpointException>(() => LdmCheckpoint.DetectFamily(
+        Assert.Equal(LdmFamily.StableDiffusionXL, LdmCheckpoint.DetectFamily(
             ["conditioner.embedders.0.transformer.text_model.final_layer_norm.weight", "conditioner.embedders.1.model.ln_final.weight"], "base.safetensors"));
-        Assert.Contains("SDXL single-file checkpoints are not supported yet", sdxl.Message);
+        var sdxl = Assert.Throws<LdmCheckpointException>(() => LdmCheckpoint.DetectFamily(
+            ["model.diffusion_model.out.2.weight", "conditioner.embedders.1.model.ln_final.weight"], "base.safetensors"));
+        Assert.Contains("an SDXL checkpoint without its first text encoder (conditioner.embedders.0.transformer.*", sdxl.Message);
         var refiner = Assert.Throws<LdmCheckpointException>(() => LdmCheckpoint.DetectFamily(
             ["conditioner.embedders.0.model.ln_final.weight", "model.diffusion_model.out.2.weight"], "refiner.safetensors"));
         Assert.Contains("refiner checkpoints are not supported", refiner.Message);
         var unknown = Assert.Throws<LdmCheckpointException>(() => LdmCheckpoint.DetectFamily(
             ["model.diffusion_model.out.2.weight", "betas", "transformer.h.0.attn.weight", "lm_head.weight"], "gpt.safetensors"));
-        Assert.StartsWith("gpt.safetensors: not a Stable Diffusion 1.x/2.x single-file checkpoint", unknown.Message);
+        Assert.StartsWith("gpt.safetensors: not a Stable Diffusion 1.x/2.x or SDXL single-file checkpoint", unknown.Message);
         Assert.Contains("'lm_head.weight'", unknown.Message);
         Assert.Contains("'transformer.h.0.attn.weight'", unknown.Message);
         Assert.Equal(["lm_head.weight", "transformer.h.0.attn.weight"], unknown.Keys);

@@ -31,36 +31,8 @@ public sealed class OpenClipTextMapTests
     }
 
     /// <summary>The model's tensors as an SD 2.x file holds them, plus the unused last layer and extras.</summary>
-    private static List<KeyValuePair<string, Tensor>> OpenClipLayout(ClipTextModel model, int extraLayers = 1)
-    {
-        const string p = LdmKeyMap.OpenClipPrefix;
-        var w = model.named_parameters().ToDictionary(x => x.name, x => (Tensor)x.parameter.detach());
-        var file = new List<KeyValuePair<string, Tensor>>
-        {
-            new(p + "token_embedding.weight", w["text_model.embeddings.token_embedding.weight"]),
-            new(p + "positional_embedding", w["text_model.embeddings.position_embedding.weight"]),
-            new(p + "ln_final.weight", w["text_model.final_layer_norm.weight"]),
-            new(p + "ln_final.bias", w["text_model.final_layer_norm.bias"]),
-            new(p + "text_projection", randn(Config.HiddenSize, 5)),
-            new(p + "logit_scale", tensor(4.6f)),
-            new("model.diffusion_model.out.2.bias", zeros(4)),
-        };
-        for (int i = 0; i < Config.NumHiddenLayers + extraLayers; i++)
-        {
-            string o = $"{p}transformer.resblocks.{i}.";
-            Tensor W(string name) => i < Config.NumHiddenLayers ? w[$"text_model.encoder.layers.{i}.{name}"]
-                : randn(w[$"text_model.encoder.layers.0.{name}"].shape);
-            file.Add(new(o + "attn.in_proj_weight", cat([W("self_attn.q_proj.weight"), W("self_attn.k_proj.weight"), W("self_attn.v_proj.weight")], 0)));
-            file.Add(new(o + "attn.in_proj_bias", cat([W("self_attn.q_proj.bias"), W("self_attn.k_proj.bias"), W("self_attn.v_proj.bias")], 0)));
-            foreach (var (orig, name) in new[] { ("attn.out_proj", "self_attn.out_proj"), ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
-                         ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2") })
-            {
-                file.Add(new($"{o}{orig}.weight", W(name + ".weight")));
-                file.Add(new($"{o}{orig}.bias", W(name + ".bias")));
-            }
-        }
-        return file;
-    }
+    private static List<KeyValuePair<string, Tensor>> OpenClipLayout(ClipTextModel model, int extraLayers = 1) =>
+        [.. LdmWriter.OpenClip(LdmKeyMap.OpenClipPrefix, model, extraLayers, projection: false), new("model.diffusion_model.out.2.bias", zeros(4))];
 
     [Fact]
     public void A_random_text_encoder_written_in_openclip_layout_loads_back_bitwise()
