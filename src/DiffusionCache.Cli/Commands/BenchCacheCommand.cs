@@ -28,7 +28,8 @@ internal static class BenchCacheCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "pipeline folder, U-Net folder, sd15 or sd21 (random weights); default: the embedded model", DefaultValueFactory = _ => TrainCommand.DefaultModel };
+        var model = new Option<string>("--model") { Description = "pipeline folder, Stable Diffusion/SDXL single-file checkpoint (.safetensors), U-Net folder, sd15, sd21 or sdxl (random weights); default: the embedded model", DefaultValueFactory = _ => TrainCommand.DefaultModel };
+        var config = new Option<string?>("--config") { Description = "single-file checkpoints: a diffusers folder of the model's family to take configs, scheduler and tokenizers from (default: the family's)" };
         var solver = new Option<string>("--solver") { Description = "ddim, ddpm, plms, dpm++ or euler", DefaultValueFactory = _ => "ddim" };
         var steps = new Option<int>("--steps") { Description = "reference step count", DefaultValueFactory = _ => 50 };
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale", DefaultValueFactory = _ => 4.0 };
@@ -44,7 +45,7 @@ internal static class BenchCacheCommand
         var profileConditions = new Option<int>("--profile-conditions") { Description = "conditions of the Block Caching profile measured when none is given (x 1 seed)", DefaultValueFactory = _ => 4 };
         var prompts = new Option<string?>("--prompts") { Description = "Stable Diffusion folders: a prompt file (one per line) for the batch rows and the profile's conditions" };
         var command = new Command("bench-cache", "compare caching configurations side by side: speed, MACs, memory, fidelity")
-            { model, solver, steps, guidance, batch, latent, repeats, intervals, branch, deltas, profile, output, json, prompts, profileConditions };
+            { model, config, solver, steps, guidance, batch, latent, repeats, intervals, branch, deltas, profile, output, json, prompts, profileConditions };
         var runtime = new RuntimeOptions();
         runtime.AddTo(command);
         command.SetAction((parse, cancel) => Task.FromResult(CommandRunner.Run(() =>
@@ -54,14 +55,17 @@ internal static class BenchCacheCommand
                 parse.GetValue(model)!, parse.GetValue(solver)!, parse.GetValue(steps), parse.GetValue(guidance), parse.GetValue(batch),
                 parse.GetValue(latent), parse.GetValue(repeats), Numbers(parse.GetValue(intervals)!, "--deepcache").Select(x => (int)x).ToArray(),
                 parse.GetValue(branch), parse.GetValue(deltas) is string d ? Threshold.ParseList(d, "--deltas") : null, parse.GetValue(profile),
-                parse.GetValue(output)!, parse.GetValue(json), parse.GetValue(prompts), parse.GetValue(profileConditions), load), cancel);
+                parse.GetValue(output)!, parse.GetValue(json), parse.GetValue(prompts), parse.GetValue(profileConditions), load) { ConfigDir = parse.GetValue(config) }, cancel);
         })));
         return command;
     }
 
     private sealed record Settings(string Model, string Solver, int Steps, double Guidance, int Batch, int? Latent, int Repeats,
         int[] Intervals, int Branch, Threshold[]? Deltas, string? Profile, string Out, string? Json, string? Prompts, int ProfileConditions,
-        PipelineLoadOptions Load);
+        PipelineLoadOptions Load)
+    {
+        public string? ConfigDir { get; init; }
+    }
 
     private static double[] Numbers(string list, string option)
     {
@@ -82,7 +86,7 @@ internal static class BenchCacheCommand
             throw new DiffusionCacheException("--steps, --batch, --repeats and --profile-conditions must be positive");
         if (s.Intervals.Any(n => n < 1)) throw new DiffusionCacheException("DeepCache intervals must be at least 1");
         using var target = BenchTargets.Open(DefaultPaths.Resolve(s.Model), s.Solver, s.Guidance, s.Batch, s.Latent, s.Load,
-            s.Prompts is null ? null : PromptFile.Read(s.Prompts));
+            s.Prompts is null ? null : PromptFile.Read(s.Prompts), s.ConfigDir);
         var unet = target.UNet;
         _ = DeepCachePlan.For(unet, s.Branch);   // a branch the model lacks fails here, before any work
         using (var check = target.CreateScheduler()) check.SetTimesteps(s.Steps);

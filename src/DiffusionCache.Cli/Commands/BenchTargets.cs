@@ -46,11 +46,13 @@ internal static class BenchTargets
     }
 
     public static Target Open(string model, string solver, double guidance, int batch, int? latent, PipelineLoadOptions load,
-        IReadOnlyList<string>? prompts = null) => model switch
+        IReadOnlyList<string>? prompts = null, string? configFolder = null) => model switch
     {
+        _ when configFolder is not null && !File.Exists(model) =>
+            throw new DiffusionCacheException($"--config describes a single-file checkpoint; {model} is not a file"),
         _ when TextToImagePipeline.IsTextToImageModel(model) => new TextToImageTarget(
             prompts is null ? throw new DiffusionCacheException($"{model} is a text-to-image model: give --prompts FILE (one prompt per line)")
-                : TextToImagePipeline.Load(model, null, load), solver, guidance, batch, latent, prompts),
+                : TextToImagePipeline.Load(model, configFolder, load), solver, guidance, batch, latent, prompts),
         _ when prompts is not null => throw new DiffusionCacheException($"--prompts needs a Stable Diffusion folder or single-file checkpoint; {model} is neither"),
         _ when BenchCommand.NamedConfigs.TryGetValue(model, out var named) =>
             new UNetTarget(RuntimeOptions.Place(new UNet2DConditionModel(named.Config), load), $"{named.Name} U-Net (random weights)", solver, guidance, batch, latent ?? 32),

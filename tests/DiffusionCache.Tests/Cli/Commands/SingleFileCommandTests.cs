@@ -55,6 +55,10 @@ public sealed class SingleFileCommandTests
             "--prompts", dir.File("prompts.txt"), "--resolution", "4", "--guidance", "5"];
         Assert.Equal(0, CliApp.Run([.. profile, "--config", sdxl, "--out", dir.File("profile")]));
         Assert.True(System.IO.File.Exists(dir.File("profile/profile.json")));
+        Assert.Equal(0, CliApp.Run("bench-cache", "--model", dir.File("xl.safetensors"), "--config", sdxl, "--prompts", dir.File("prompts.txt"),
+            "--solver", "euler", "--steps", "3", "--batch", "1", "--latent", "4", "--repeats", "1", "--deepcache", "2", "--deltas", "1m",
+            "--profile", dir.File("profile/profile.json"), "--out", dir.File("bench")));
+        Assert.True(System.IO.File.Exists(dir.File("bench/bench-cache.md")));
         // without --config the file is read with SDXL 1.0 base's shapes, which the tiny model does not have: refused, nothing written
         Assert.NotEqual(0, CliApp.Run([.. profile, "--out", dir.File("refused")]));
         Assert.False(Directory.Exists(dir.File("refused")) && Directory.EnumerateFiles(dir.File("refused")).Any());
