@@ -24,7 +24,8 @@ internal static class SingleFile
     {
         var notes = new List<string> { $"{LdmCheckpoint.Name(checkpoint.Family)} single-file checkpoint; configs: {configs.Source}" };
         if (checkpoint.IgnoredKeys.Count > 0)
-            notes.Add($"{checkpoint.IgnoredKeys.Count} tensors of the file are not weights the pipeline uses (LDM training buffers, EMA copy): not loaded");
+            notes.Add($"{checkpoint.IgnoredKeys.Count} {(checkpoint.IgnoredKeys.Count == 1 ? "tensor" : "tensors")} of the file {(checkpoint.IgnoredKeys.Count == 1 ? "is not a weight" : "are not weights")} the pipeline uses " +
+                $"(training buffers, the denoiser's sigmas, an EMA copy): not loaded");
         return notes;
     }
 }

@@ -145,6 +145,15 @@ public sealed class StableDiffusionXLSingleFileTests
     }
 
     [Fact]
+    public void Sgms_denoiser_sigmas_are_not_weights_and_are_left_out_with_a_note()
+    {
+        using var dir = new TempFolder();
+        string file = Write(dir, t => t.Add(new("denoiser.sigmas", linspace(0.03, 14.6, 1000))));
+        using var pipeline = StableDiffusionXLPipeline.LoadSingleFile(file, Folder);
+        Assert.Contains(pipeline.Notes, n => n.StartsWith("1 tensor of the file is not a weight the pipeline uses", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Sdxl_defaults_are_diffusers_from_single_file_defaults()
     {
         var xl = SingleFileConfigs.Defaults(LdmFamily.StableDiffusionXL);

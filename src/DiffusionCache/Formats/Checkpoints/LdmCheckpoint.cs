@@ -48,14 +48,14 @@ public sealed class LdmCheckpointException(string filePath, string problem, IRea
 /// </summary>
 public sealed class LdmCheckpoint : IDisposable
 {
-    /// <summary>Buffers of CompVis' <c>LatentDiffusion</c> training module (the DDPM schedule, the EMA counters):
-    /// saved in the file, never read by diffusers.</summary>
+    /// <summary>Buffers of CompVis' <c>LatentDiffusion</c> training module (the DDPM schedule, the EMA counters) and of
+    /// SGM's denoiser (<c>denoiser.sigmas</c>, in SDXL-family files): saved in the file, never read by diffusers.</summary>
     public static readonly IReadOnlySet<string> TrainingBuffers = new HashSet<string>(StringComparer.Ordinal)
     {
         "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
         "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_variance",
         "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2", "logvar",
-        "model_ema.decay", "model_ema.num_updates",
+        "model_ema.decay", "model_ema.num_updates", "denoiser.sigmas",
     };
 
     /// <summary>The EMA copy of the U-Net some full checkpoints carry beside the weights; diffusers 0.27.2 loads the
