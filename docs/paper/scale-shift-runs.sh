@@ -2,7 +2,7 @@
 # The scale-shift experiments logged in docs/paper/scale-shift.md (issue #14), on DDIM 20 where a 150-step training takes
 # minutes. Resumable: every step is skipped when its output exists, and trainings resume from their checkpoints, so a
 # killed run continues where it stopped. Outputs go to runs/scale-shift/ (git-ignored); the log's table is read from
-# each variant's summary.json (held-out MSE) and each schedule's eval.json (FID/KID in two spaces, paired verdicts).
+# each variant's summary.json (held-out MSE) and each schedule's eval/eval.json (FID/KID in two spaces, paired verdicts).
 #   usage: docs/paper/scale-shift-runs.sh            (DC="dotnet path/diffcache.dll" to run a fixed build)
 # On 2 cores beside other jobs, run it with OMP_NUM_THREADS=1.
 set -euo pipefail
@@ -28,6 +28,17 @@ train() {
     --checkpoints "checkpoints/scale-shift/$s-$name" --eval-mse 16 "$@" 2>&1 | tee "$out/$s/$name.log" | grep -v "^scaleshift: [0-9]"
 }
 
+# evaluate NAME CONFIGS: FID/KID in both spaces over $samples samples per configuration, the first configuration the
+# reference of every paired verdict; in 12 shards kept under NAME-shards/, so a killed evaluation loses one shard at most.
+evaluate() {
+  local name=$1 configs=$2 shards=12
+  [ -f "$name/eval.json" ] && return 0
+  for i in $(seq 0 $((shards - 1))); do
+    $DC eval --samples "$samples" --configs "$configs" --shard "$i/$shards" --out "$name-shards"
+  done
+  $DC merge "$name-shards" --out "$name"
+}
+
 for s in t8m tr4m; do
   train "$s" paper                                   # the paper's per-block loss, teacher on the student's sample (as shipped)
   train "$s" output --output-loss 0.5                # + the guided U-Net output's MSE
@@ -36,12 +47,11 @@ for s in t8m tr4m; do
   # Quality: plain caching first, so every verdict is against it; uncached beside for scale.
   configs="ddim:20:$out/$s/schedule.json,ddim:20:none"
   for v in paper output teacher unroll4; do configs="$configs,ddim:20:$out/$s/schedule.json:ss=$out/$s/$v.safetensors"; done
-  [ -f "$out/$s/eval.json" ] || $DC eval --samples "$samples" --configs "$configs" --json "$out/$s/eval.json"
+  evaluate "$out/$s/eval" "$configs"
 done
 # 10x the budget last (10 hours of one core per schedule here), paired against plain caching on the same seeds.
 for s in t8m tr4m; do
   train "$s" paper10x --steps 1500
-  [ -f "$out/$s/eval-10x.json" ] || $DC eval --samples "$samples" \
-    --configs "ddim:20:$out/$s/schedule.json,ddim:20:$out/$s/schedule.json:ss=$out/$s/paper10x.safetensors" --json "$out/$s/eval-10x.json"
+  evaluate "$out/$s/eval-10x" "ddim:20:$out/$s/schedule.json,ddim:20:$out/$s/schedule.json:ss=$out/$s/paper10x.safetensors"
 done
 echo "scale-shift runs done: $out"
