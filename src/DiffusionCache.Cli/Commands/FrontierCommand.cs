@@ -172,7 +172,7 @@ internal static class FrontierCommand
         md.AppendLine();
         md.Append(overhead.Markdown);
         md.AppendLine();
-        md.AppendLine($"Run time of this command: {clock.Elapsed.TotalMinutes:0} min (sampling resumed from the store where it had run before).");
+        md.AppendLine($"Run time of this command: {clock.Elapsed.TotalMinutes:0} min (samples, scores and timings resumed from the store and the timing files where earlier runs had made them).");
         AtomicFile.WriteAllText($"{prefix}.md", md.ToString());
         AtomicFile.WriteAllText($"{prefix}.json", JsonSerializer.Serialize(new
         {
