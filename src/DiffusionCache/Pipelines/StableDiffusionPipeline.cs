@@ -111,6 +111,15 @@ public sealed class StableDiffusionPipeline : TextToImagePipeline
     {
         options ??= new PipelineLoadOptions();
         using var checkpoint = SingleFile.Open(file, options);
+        return FromCheckpoint(checkpoint, configFolder, options, tokenizerFolder);
+    }
+
+    /// <summary><see cref="LoadSingleFile(string, string?, PipelineLoadOptions?, string?)"/> from a checkpoint already
+    /// open (the caller disposes it; the models hold no reference to the file).</summary>
+    internal static StableDiffusionPipeline FromCheckpoint(LdmCheckpoint checkpoint, string? configFolder, PipelineLoadOptions options,
+        string? tokenizerFolder = null)
+    {
+        string file = checkpoint.FilePath;
         if (checkpoint.Family == LdmFamily.StableDiffusionXL)
             throw new LdmCheckpointException(file, "an SDXL checkpoint, not a Stable Diffusion 1.x/2.x one (load it as SDXL)");
         var configs = configFolder is null ? SingleFileConfigs.Defaults(checkpoint.Family) : SingleFileConfigs.FromFolder(configFolder, checkpoint.Family);

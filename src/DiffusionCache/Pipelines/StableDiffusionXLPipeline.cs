@@ -126,6 +126,14 @@ public sealed class StableDiffusionXLPipeline : TextToImagePipeline
     {
         options ??= new PipelineLoadOptions();
         using var checkpoint = SingleFile.Open(file, options);
+        return FromCheckpoint(checkpoint, configFolder, options);
+    }
+
+    /// <summary><see cref="LoadSingleFile(string, string?, PipelineLoadOptions?)"/> from a checkpoint already open (the
+    /// caller disposes it; the models hold no reference to the file).</summary>
+    internal static StableDiffusionXLPipeline FromCheckpoint(LdmCheckpoint checkpoint, string? configFolder, PipelineLoadOptions options)
+    {
+        string file = checkpoint.FilePath;
         if (checkpoint.Family != LdmFamily.StableDiffusionXL)
             throw new LdmCheckpointException(file, $"a {LdmCheckpoint.Name(checkpoint.Family)} checkpoint, not an SDXL one (load it as Stable Diffusion)");
         var configs = configFolder is null ? SingleFileConfigs.Defaults(checkpoint.Family) : SingleFileConfigs.FromFolder(configFolder, checkpoint.Family);

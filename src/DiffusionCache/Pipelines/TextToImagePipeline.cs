@@ -67,11 +67,11 @@ public abstract class TextToImagePipeline : LatentDiffusionPipeline
         if (!File.Exists(path))
             return configFolder is null ? Open(path, options)
                 : throw new DiffusionCacheException($"{path}: a config folder applies to single-file checkpoints; a diffusers folder has its own configs");
-        LdmFamily family;
-        using (var checkpoint = SingleFile.Open(path, options ?? new PipelineLoadOptions())) family = checkpoint.Family;
-        return family == LdmFamily.StableDiffusionXL
-            ? StableDiffusionXLPipeline.LoadSingleFile(path, configFolder, options)
-            : StableDiffusionPipeline.LoadSingleFile(path, configFolder, options);
+        options ??= new PipelineLoadOptions();
+        using var checkpoint = SingleFile.Open(path, options);
+        return checkpoint.Family == LdmFamily.StableDiffusionXL
+            ? StableDiffusionXLPipeline.FromCheckpoint(checkpoint, configFolder, options)
+            : StableDiffusionPipeline.FromCheckpoint(checkpoint, configFolder, options);
     }
 
     /// <summary>Whether <paramref name="dir"/> is a diffusers folder of a text-to-image pipeline we run.</summary>
