@@ -134,25 +134,50 @@ internal static class ReportCommand
             "with 95 % bootstrap intervals (200 resamples); class accuracy with its Wilson interval; images/s and speedup measured side by side in this run " +
             $"({s.Repeats} rounds, {s.TimingBatch} images per run, within-round ratios to the row's baseline). The same-latency baseline runs the step count " +
             "that Block Caching's measured speedup implies (steps / speedup, rounded); its own measured speedup is in its row.");
+        var groups = Settings.Select(x => (x.Solver, x.Steps, Rows: rows.Where(r => r.Point.Solver == x.Solver
+            && r.Point.Name.StartsWith($"{Label(x.Solver)} {x.Steps},", StringComparison.Ordinal)).ToList())).ToList();
+        var claims = groups.Select(g => (g.Solver, g.Steps, Claims: Claims(g.Solver, g.Steps, g.Rows))).ToList();
+        md.AppendLine();
+        md.AppendLine("## The paper's claims, in its Table 1 and here");
+        md.AppendLine();
+        md.AppendLine("The paper's column reads its own Table 1 (LDM-512, FID on a COCO subset, one number per row, no interval); " +
+            "ours judges each claim by FID with 95 % intervals in both feature spaces (a claim holds only where every space's " +
+            "intervals lie apart) and by the paired bootstrap over FID and KID in both spaces, from the first row's side.");
+        md.AppendLine();
+        md.AppendLine("| setting | claim | paper: FID, holds? | here: FID | here: by intervals | here: paired |");
+        md.AppendLine("|---|---|---|---|---|---|");
+        foreach (var (solver, steps, list) in claims)
+            foreach (var c in list)
+                md.AppendLine($"| {Label(solver)} {steps} | {c.Text} | {c.Paper} | {c.Here} | {c.ByIntervals} | {c.Paired} |");
         var jsonGroups = new List<object>();
-        foreach (var (solver, steps) in Settings)
+        foreach (var ((solver, steps, group), (_, _, list)) in groups.Zip(claims))
         {
-            var group = rows.Where(r => r.Point.Solver == solver && (r.Point.Name.StartsWith($"{Label(solver)} {steps},", StringComparison.Ordinal))).ToList();
             md.AppendLine();
             md.AppendLine($"## Table 1: {Label(solver)}, {steps} steps");
             md.AppendLine();
             md.Append(Table(group));
-            var verdicts = Verdicts(group);
+            var paper = PaperTable1.For(solver, steps)!;
+            md.AppendLine();
+            md.AppendLine($"The paper's rows (LDM-512): baseline {F(paper.Baseline.Fid, "0.00")}, {paper.Fewer.Steps} steps {F(paper.Fewer.Fid, "0.00")} " +
+                $"({F(paper.Fewer.Speedup, "0.00")}x), Block Caching {F(paper.Cached.Fid, "0.00")} ({F(paper.Cached.Speedup, "0.00")}x), " +
+                $"+ scale-shift {F(paper.ScaleShift.Fid, "0.00")} ({F(paper.ScaleShift.Speedup, "0.00")}x).");
+            var verdicts = list.Select(c => $"{c.Text}: {SampleQuality.Compare(c.First.Quality, c.Second.Quality).Describe(Short(c.First), Short(c.Second))}").ToList();
             md.AppendLine();
             foreach (var v in verdicts) md.AppendLine($"- {v}");
             string fig6 = $"fig6-{solver.Replace("++", "pp")}-{steps}.png";
             Fig6(setup.Study, group, Path.Combine(s.Out, fig6), $"{Label(solver)} {steps}: the four rows of Table 1 on the same seeds; below, the 16x16 region where they differ most, enlarged");
             md.AppendLine();
             md.AppendLine($"Fig. 6 ({Label(solver)} {steps}): ![Fig. 6]({fig6})");
-            foreach (var v in verdicts) Console.WriteLine($"{Label(solver)} {steps}: {v}");
+            foreach (var c in list) Console.WriteLine($"{Label(solver)} {steps}: {c.Text}: paper {c.Paper}; here {c.ByIntervals}; paired {c.Paired}");
             jsonGroups.Add(new
             {
                 solver, steps, rows = group.Select(Json), verdicts,
+                paper = new { baseline = paper.Baseline, fewer_steps = paper.Fewer, block_caching = paper.Cached, scale_shift = paper.ScaleShift },
+                claims = list.Select(c => new
+                {
+                    claim = c.Text, first = c.First.Point.Name, second = c.Second.Point.Name, paper_first = c.PaperFirst, paper_second = c.PaperSecond,
+                    paper_holds = c.PaperHolds, by_intervals = c.ByIntervals, paired = c.Paired,
+                }),
             });
         }
         Fig7(fig7Study, fig7Points, fig7Timed, rows.First(r => r.Point.Name == Baseline("ddim", 50)), Path.Combine(s.Out, "fig7-ddim-50.png"));
@@ -204,8 +229,7 @@ internal static class ReportCommand
         foreach (var r in rows)
         {
             var t = r.Timing!;
-            string name = r.Point.Name[(r.Point.Name.IndexOf(',') + 2)..];
-            sb.Append($"| {name} | {r.Point.Steps} |");
+            sb.Append($"| {Short(r)} | {r.Point.Steps} |");
             foreach (var q in r.Quality.Spaces) sb.Append($" {Cell(q.Fid)} | {Cell(q.Kid, 1000)} |");
             var acc = r.Quality.ClassAccuracy;
             sb.AppendLine($" {F(acc.Estimate * 100, "0.0")} % [{F(acc.Lower * 100, "0.0")}, {F(acc.Upper * 100, "0.0")}] | {F(1000 / t.MsPerImage, "0.0")} | " +
@@ -214,32 +238,12 @@ internal static class ReportCommand
         return sb.ToString();
     }
 
-    /// <summary>The paper's claims on one setting, each judged by FID intervals per space and the paired bootstrap.</summary>
-    private static List<string> Verdicts(IReadOnlyList<StudyResult> group)
-    {
-        var fewer = group.FirstOrDefault(r => r.Point.Method == "fewer steps");
-        var cached = group.First(r => r.Point.Method == "Block Caching");
-        var ss = group.First(r => r.Point.Method == "Block Caching + scale-shift");
-        var baseline = group.First(r => r.Point.Method == "baseline");
-        string Claim(StudyResult a, StudyResult b)
-        {
-            var cmp = a.Quality.Spaces.Select((q, i) => FrontierLine.CompareLower(q.Fid, b.Quality.Spaces[i].Fid)).ToList();
-            string intervals = cmp.All(c => c < 0) ? "FID lower with non-overlapping 95 % intervals in both spaces"
-                : cmp.All(c => c > 0) ? "FID higher with non-overlapping intervals in both spaces"
-                : "FID intervals overlap" + (cmp.Any(c => c != 0) ? " in " + string.Join(" and ", a.Quality.Spaces.Where((_, i) => cmp[i] == 0).Select(q => q.Space)) : "");
-            string Short(StudyResult r) => r.Point.Name[(r.Point.Name.IndexOf(',') + 2)..];
-            return $"{Short(a)} vs {Short(b)}: {intervals}; paired: {SampleQuality.Compare(a.Quality, b.Quality).Describe(Short(a), Short(b))}";
-        }
-        var list = new List<string>();
-        if (fewer is not null)
-        {
-            list.Add(Claim(cached, fewer));
-            list.Add(Claim(ss, fewer));
-        }
-        list.Add(Claim(ss, cached));
-        list.Add(Claim(cached, baseline));
-        return list;
-    }
+    /// <summary>The paper's claims on one setting (<see cref="PaperClaims.For"/>), from the table's rows.</summary>
+    private static List<PaperClaims.Claim> Claims(string solver, int steps, IReadOnlyList<StudyResult> group) =>
+        PaperClaims.For(PaperTable1.For(solver, steps)!, group.First(r => r.Point.Method == "baseline"), group.FirstOrDefault(r => r.Point.Method == "fewer steps"),
+            group.First(r => r.Point.Method == "Block Caching"), group.First(r => r.Point.Method == "Block Caching + scale-shift"));
+
+    private static string Short(StudyResult r) => r.Point.Name[(r.Point.Name.IndexOf(',') + 2)..];
 
     private static object Json(StudyResult r) => new
     {
@@ -270,7 +274,7 @@ internal static class ReportCommand
                 crops.Add(nn.functional.interpolate(x[c].narrow(1, corners[c].Top, 16).narrow(2, corners[c].Left, 16).unsqueeze(0),
                     [32, 32], mode: InterpolationMode.Nearest).squeeze(0));
         var grid = cat([.. images, stack(crops)]);
-        var labels = group.Select(r => r.Point.Name[(r.Point.Name.IndexOf(',') + 2)..]).ToList();
+        var labels = group.Select(Short).ToList();
         ImageGrid.Write(path, grid, 2 * group.Count, classes, [.. labels.Select(Shorten), .. labels.Select(l => "crop: " + Shorten(l))],
             [.. Enumerable.Range(0, classes).Select(c => $"class {c}")], scale: 3, title: title);
     }
