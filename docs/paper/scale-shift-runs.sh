@@ -2,7 +2,7 @@
 # The scale-shift experiments logged in docs/paper/scale-shift.md (issue #14), on DDIM 20 where a 150-step training takes
 # about 15 minutes on an idle 2-core machine.
 #   usage: docs/paper/scale-shift-runs.sh [t8m|tr4m|10x ...]      (default: t8m tr4m; DC="dotnet path/diffcache.dll")
-# One schedule's four variants and its evaluation take about 75 minutes idle (twice that beside another job with
+# One schedule's five variants and its evaluation take about 1.5 to 2 hours idle (twice that beside another job with
 # OMP_NUM_THREADS=1); the 10x budget about 2.5 hours per schedule.
 # Results are small and kept in git, under docs/paper/scale-shift/<schedule>/: the schedule, each trained adjustment
 # (settings, training time and held-out MSE in its metadata) with its log, and the merged eval.json. Work in flight
@@ -59,16 +59,19 @@ variants() {
   train "$s" output --output-loss 0.5                # + the guided U-Net output's MSE
   train "$s" teacher --teacher-trajectory            # teacher on its own uncached trajectory, matched step by step
   train "$s" unroll4 --unroll 4                      # gradient through 4 consecutive steps
+  # The sample itself: the guided output matched along the teacher's own uncached trajectory with the gradient through
+  # all 20 steps, so the adjustment may learn to undo the drift the cache accumulates (which per-step matching cannot).
+  train "$s" trajectory --teacher-trajectory --unroll 20 --block-loss 0 --output-loss 1
   # Quality: plain caching first, so every verdict is against it; uncached beside for scale.
   local configs="ddim:20:$keep/$s/schedule.json,ddim:20:none" v
-  for v in paper output teacher unroll4; do configs="$configs,ddim:20:$keep/$s/schedule.json:ss=$keep/$s/$v.safetensors"; done
+  for v in paper output teacher unroll4 trajectory; do configs="$configs,ddim:20:$keep/$s/schedule.json:ss=$keep/$s/$v.safetensors"; done
   evaluate "$s" eval "$configs"
 }
 
 # 10x the budget (1500 steps), paired against plain caching on the same seeds; the recipe is the best of the 150-step ones.
 tenfold() {
   local s variant="${VARIANT_10X:-output}" options
-  case $variant in output) options="--output-loss 0.5" ;; unroll4) options="--unroll 4" ;; teacher) options="--teacher-trajectory" ;; *) options="" ;; esac
+  case $variant in output) options="--output-loss 0.5" ;; unroll4) options="--unroll 4" ;; teacher) options="--teacher-trajectory" ;; trajectory) options="--teacher-trajectory --unroll 20 --block-loss 0 --output-loss 1" ;; *) options="" ;; esac
   for s in t8m; do
     schedule "$s"
     # shellcheck disable=SC2086
