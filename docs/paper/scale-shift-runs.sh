@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The scale-shift experiments logged in docs/paper/scale-shift.md (issue #14), on DDIM 20 where a 150-step training takes
 # about 15 minutes on an idle 2-core machine.
-#   usage: docs/paper/scale-shift-runs.sh [t8m|tr4m|10x ...]      (default: t8m tr4m; DC="dotnet path/diffcache.dll")
+#   usage: docs/paper/scale-shift-runs.sh [t8m|tr4m|10x ...]      (default: t8m tr4m; DC="dotnet path/diffcache.dll";
+#          VARIANTS="paper output" trains and evaluates only those; VARIANT_10X=output picks the 10x recipe)
 # One schedule's five variants and its evaluation take about 1.5 to 2 hours idle (twice that beside another job with
 # OMP_NUM_THREADS=1); the 10x budget about 2.5 hours per schedule.
 # Results are small and kept in git, under docs/paper/scale-shift/<schedule>/: the schedule, each trained adjustment
@@ -52,30 +53,43 @@ evaluate() {
   cp "$work/$s/$name/eval.json" "$keep/$s/$name.json"
 }
 
+# options VARIANT: the training options of each variant.
+options() {
+  case $1 in
+    paper) echo "" ;;                                  # the paper's per-block loss, teacher on the student's sample (as shipped)
+    output) echo "--output-loss 0.5" ;;                # + the guided U-Net output's MSE
+    teacher) echo "--teacher-trajectory" ;;            # teacher on its own uncached trajectory, matched step by step
+    unroll4) echo "--unroll 4" ;;                      # gradient through 4 consecutive steps
+    # The sample itself: the guided output matched along the teacher's own uncached trajectory with the gradient through
+    # all 20 steps, so the adjustment may learn to undo the drift the cache accumulates (which per-step matching cannot).
+    trajectory) echo "--teacher-trajectory --unroll 20 --block-loss 0 --output-loss 1" ;;
+    *) echo "unknown variant $1 (paper, output, teacher, unroll4, trajectory)" >&2; return 2 ;;
+  esac
+}
+
+# variants SCHEDULE: train each of $VARIANTS (default all five), then evaluate them side by side.
 variants() {
-  local s=$1
+  local s=$1 v opts
   schedule "$s"
-  train "$s" paper                                   # the paper's per-block loss, teacher on the student's sample (as shipped)
-  train "$s" output --output-loss 0.5                # + the guided U-Net output's MSE
-  train "$s" teacher --teacher-trajectory            # teacher on its own uncached trajectory, matched step by step
-  train "$s" unroll4 --unroll 4                      # gradient through 4 consecutive steps
-  # The sample itself: the guided output matched along the teacher's own uncached trajectory with the gradient through
-  # all 20 steps, so the adjustment may learn to undo the drift the cache accumulates (which per-step matching cannot).
-  train "$s" trajectory --teacher-trajectory --unroll 20 --block-loss 0 --output-loss 1
+  for v in ${VARIANTS:-paper output teacher unroll4 trajectory}; do
+    opts=$(options "$v")
+    # shellcheck disable=SC2086
+    train "$s" "$v" $opts
+  done
   # Quality: plain caching first, so every verdict is against it; uncached beside for scale.
-  local configs="ddim:20:$keep/$s/schedule.json,ddim:20:none" v
-  for v in paper output teacher unroll4 trajectory; do configs="$configs,ddim:20:$keep/$s/schedule.json:ss=$keep/$s/$v.safetensors"; done
+  local configs="ddim:20:$keep/$s/schedule.json,ddim:20:none"
+  for v in ${VARIANTS:-paper output teacher unroll4 trajectory}; do configs="$configs,ddim:20:$keep/$s/schedule.json:ss=$keep/$s/$v.safetensors"; done
   evaluate "$s" eval "$configs"
 }
 
 # 10x the budget (1500 steps), paired against plain caching on the same seeds; the recipe is the best of the 150-step ones.
 tenfold() {
-  local s variant="${VARIANT_10X:-output}" options
-  case $variant in output) options="--output-loss 0.5" ;; unroll4) options="--unroll 4" ;; teacher) options="--teacher-trajectory" ;; trajectory) options="--teacher-trajectory --unroll 20 --block-loss 0 --output-loss 1" ;; *) options="" ;; esac
+  local s variant="${VARIANT_10X:-output}" opts
+  opts=$(options "$variant")
   for s in t8m; do
     schedule "$s"
     # shellcheck disable=SC2086
-    train "$s" "${variant}10x" --steps 1500 $options
+    train "$s" "${variant}10x" --steps 1500 $opts
     evaluate "$s" eval-10x "ddim:20:$keep/$s/schedule.json,ddim:20:$keep/$s/schedule.json:ss=$keep/$s/${variant}10x.safetensors"
   done
 }
