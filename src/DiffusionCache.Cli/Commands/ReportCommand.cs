@@ -86,6 +86,21 @@ internal static class ReportCommand
         var tablePoints = setup.Points.Take(table.Count).ToList();
         var fig7Points = setup.Points.Skip(table.Count).ToList();
         Directory.CreateDirectory(s.State);
+        // Every invocation on this store adds its time, interrupted ones too, so the report states what it cost in all.
+        string ledger = Path.Combine(s.State, "run-time.json");
+        try
+        {
+            return Report(setup, s, tablePoints, fig7Points, ledger, clock, cancel);
+        }
+        finally
+        {
+            RunTimeLedger.Add(ledger, clock.Elapsed);
+        }
+    }
+
+    private static int Report(StudySetup setup, RunSettings s, List<StudyPoint> tablePoints, List<StudyPoint> fig7Points, string ledger,
+        System.Diagnostics.Stopwatch clock, CancellationToken cancel)
+    {
 
         // Which fewer-steps baseline runs as fast as Block Caching: the step count its measured speedup implies.
         var matched = new List<StudyPoint>();
@@ -196,7 +211,10 @@ internal static class ReportCommand
             md.AppendLine($"- {Label(solver)} {steps}: [profile (Fig. 2b)]({cache}/profile-{solver}-{steps}.png), [schedule (Fig. 4)]({cache}/schedule-{solver}-{steps}.png)");
         }
         md.AppendLine();
-        md.AppendLine($"Run time of this command: {clock.Elapsed.TotalMinutes:0} min (samples resumed from the store where they had been made before).");
+        var before = RunTimeLedger.Read(ledger);
+        int invocations = before.Invocations + 1;
+        md.AppendLine($"Run time: {before.Minutes + clock.Elapsed.TotalMinutes:0} min over {invocations} invocation{(invocations == 1 ? "" : "s")} of this " +
+            $"command with its state in {s.State} (interrupted ones included), this one {clock.Elapsed.TotalMinutes:0} min.");
         AtomicFile.WriteAllText(Path.Combine(s.Out, "README.md"), md.ToString());
         AtomicFile.WriteAllText(Path.Combine(s.Out, "table1.json"), JsonSerializer.Serialize(new
         {
