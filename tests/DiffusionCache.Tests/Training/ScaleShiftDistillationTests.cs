@@ -164,8 +164,11 @@ public class ScaleShiftDistillationTests
 
     private static bool AllBitwiseEqual(Tensor[] a, Tensor[] b) => a.Length == b.Length && a.Zip(b).All(p => BitwiseEqual(p.First, p.Second));
 
+    // The absolute tolerance grows with each tensor's scale: where oneDNN's convolution backward is exact the
+    // implementation uses it and the reference libtorch's native kernel, whose roundings differ by a few ulp (seen:
+    // 3.6e-9 on one gradient element near 0 of a tensor scaled 2e-3), far below the 30-75 % of a wrong kernel.
     private static bool AllClose(Tensor[] a, Tensor[] b, double rtol, double atol) =>
-        a.Length == b.Length && a.Zip(b).All(p => p.First.allclose(p.Second, rtol, atol));
+        a.Length == b.Length && a.Zip(b).All(p => p.First.allclose(p.Second, rtol, atol + 1e-5 * p.Second.abs().max().item<float>()));
 
     private static double Dot(Tensor[] a, Tensor[] b) => a.Zip(b).Sum(p => (p.First.to(ScalarType.Float64) * p.Second.to(ScalarType.Float64)).sum().item<double>());
 
