@@ -11,13 +11,17 @@ namespace DiffusionCache.Cli.Commands;
 /// <summary>Turns a <c>--cache</c> argument (<see cref="CacheSpec"/>'s grammar, <see cref="CacheSpec.Help"/>) into a
 /// policy factory for a pipeline, solver and step count, validating it before any work. "blockcache" uses the schedule
 /// the model ships for that solver and step count (<c>cache/schedule-{solver}-{steps}.json</c>); "blockcache:ss" adds
-/// the scale-shift adjustment shipped for it (<c>cache/scaleshift-{solver}-{steps}.safetensors</c>; not the default:
-/// on the embedded model it did not improve FID, see its model card). Without a schedule, "blockcache" falls back to
+/// the scale-shift adjustment shipped for it (<c>cache/scaleshift-{solver}-{steps}.safetensors</c>; opt-in, so that
+/// "blockcache" is the paper's method as reports name it; docs/paper/scale-shift.md says where it wins). Without a schedule, "blockcache" falls back to
 /// no cache and says so. The adaptive policies (blockcache-online, ucache) need nothing shipped.</summary>
 internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : IDisposable
 {
     /// <summary>What the policies share and the choice owns (a loaded scale-shift adjustment).</summary>
     private IDisposable? Owned { get; init; }
+
+    /// <summary>What <see cref="Name"/> leaves out that changes the samples: the first 16 hex digits of the scale-shift
+    /// adjustment file's SHA-256 (a retrained adjustment keeps its name); empty without one.</summary>
+    public string Fingerprint { get; init; } = "";
 
     public void Dispose() => Owned?.Dispose();
 
@@ -126,6 +130,10 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
         string name = $"Block Caching{(schedule.Delta is double d ? $" δ={d:G3}" : "")} ({schedule.SkippedFraction:P0} of block evaluations skipped)" +
             (adjustment is null ? "" : " + scale-shift") + (forecastOrder > 0 ? $", Taylor order {forecastOrder}" : "");
         // The policies share the adjustment's weights (read-only at inference); the choice owns it.
-        return new(name, () => new BlockCachePolicy(pipeline.UNet, schedule, solverClass, adjustment: adjustment, forecastOrder: forecastOrder)) { Owned = adjustment };
+        return new(name, () => new BlockCachePolicy(pipeline.UNet, schedule, solverClass, adjustment: adjustment, forecastOrder: forecastOrder))
+        {
+            Owned = adjustment,
+            Fingerprint = adjustmentPath is null ? "" : Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(adjustmentPath)))[..16],
+        };
     }
 }

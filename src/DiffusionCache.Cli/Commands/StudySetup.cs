@@ -82,7 +82,7 @@ internal sealed class StudySetup : IDisposable
             setup._owned.AddRange(owned);
             setup._choices.AddRange(choices);
             setup.Points = [.. specs.Select((s, i) => new StudyPoint(s.Name, s.Method, s.Solver, s.Steps, s.Cache, choices[i].Name,
-                choices[i].Create, s.Reference) { Knob = s.Knob })];
+                choices[i].Create, s.Reference) { Knob = s.Knob, CacheFingerprint = choices[i].Fingerprint })];
             return setup;
         }
         catch

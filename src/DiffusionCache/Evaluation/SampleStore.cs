@@ -19,9 +19,15 @@ namespace DiffusionCache.Evaluation;
 /// <param name="Dtype">The compute type of the pipeline.</param>
 public sealed record SampleSetting(string Model, string Solver, int Steps, double Guidance, int Batch, string Cache, string CacheName, string Dtype)
 {
-    /// <summary>The setting as one line (what the key hashes and a stored batch records).</summary>
+    /// <summary>What changes the samples that <see cref="CacheName"/> does not name: the content hash of a trained
+    /// file the cache uses (a scale-shift adjustment), so a retrained file is another setting; empty where none.</summary>
+    public string CacheFingerprint { get; init; } = "";
+
+    /// <summary>The setting as one line (what the key hashes and a stored batch records). Without a fingerprint it is
+    /// what it was before fingerprints, so stores made then keep their keys.</summary>
     public string Descriptor => string.Create(CultureInfo.InvariantCulture,
-        $"model={Model}|solver={Solver}|steps={Steps}|guidance={Guidance:R}|batch={Batch}|cache={Cache}|cache_name={CacheName}|dtype={Dtype}");
+        $"model={Model}|solver={Solver}|steps={Steps}|guidance={Guidance:R}|batch={Batch}|cache={Cache}|cache_name={CacheName}|dtype={Dtype}")
+        + (CacheFingerprint.Length > 0 ? $"|cache_fingerprint={CacheFingerprint}" : "");
 
     /// <summary>A short stable folder name for the setting (16 hex digits of SHA-256 of <see cref="Descriptor"/>).</summary>
     public string Key => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Descriptor)))[..16];

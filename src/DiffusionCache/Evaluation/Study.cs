@@ -22,6 +22,9 @@ public sealed record StudyPoint(string Name, string Method, string Solver, int S
 {
     /// <summary>The method's knob at this point (steps, N, δ, threshold), for plots and tables; null when none.</summary>
     public double? Knob { get; init; }
+
+    /// <summary>See <see cref="SampleSetting.CacheFingerprint"/>.</summary>
+    public string CacheFingerprint { get; init; } = "";
 }
 
 /// <summary>A point's measured speed relative to its reference: the median over timed rounds of the within-round
@@ -81,7 +84,7 @@ public sealed class Study : IDisposable
 
     /// <summary>The sample setting of a point.</summary>
     public SampleSetting Setting(StudyPoint point) => new(Model, point.Solver, point.Steps, Guidance, Batch, point.Cache, point.CacheName,
-        Pipeline.UNet.parameters().First().dtype.ToString());
+        Pipeline.UNet.parameters().First().dtype.ToString()) { CacheFingerprint = point.CacheFingerprint };
 
     /// <summary>Samples (or loads) and scores every point, references first; timing is left null (see
     /// <see cref="Time"/>).</summary>

@@ -49,6 +49,9 @@ public sealed class SampleStoreTests : IDisposable
         var calls = new List<int>();
         var other = Setting with { Steps = 10 };
         Assert.NotEqual(Setting.Key, other.Key);
+        // A fingerprint (a retrained adjustment under the same cache name) is another setting; none keeps the old key.
+        Assert.NotEqual(Setting.Key, (Setting with { CacheFingerprint = "0123456789abcdef" }).Key);
+        Assert.Equal("model=m|solver=ddim|steps=20|guidance=4|batch=4|cache=none|cache_name=no cache|dtype=Float32", Setting.Descriptor);
         store.Samples(Setting, 4, 3, (i, l) => Fake(i, l, calls)).Images.Dispose();
         store.Samples(other, 4, 3, (i, l) => Fake(i, l, calls)).Images.Dispose();
         Assert.Equal([0, 0], calls);

@@ -74,7 +74,23 @@ public sealed class CacheChoiceTests : IDisposable
             Assert.NotNull(policy.Adjustment);
         File.Copy(Path.Combine(cache, "scaleshift-ddim-50.safetensors"), dir.File("other.safetensors"));
         using (var named = CacheChoice.Resolve($"{schedule}:ss={dir.File("other.safetensors")}", _pipeline, "ddim", 50))
+        using (var besides = CacheChoice.Resolve(schedule + ":ss", _pipeline, "ddim", 50))
+        {
             Assert.EndsWith("+ scale-shift", named.Name);
+            Assert.Equal(besides.Fingerprint, named.Fingerprint);   // the same file's bytes
+            Assert.Matches("^[0-9a-f]{16}$", named.Fingerprint);
+        }
+        // Another adjustment under the same name is another fingerprint, so stored samples of the old one are not reused.
+        using (var untrained = ScaleShiftAdjustment.For(_pipeline.UNet, CacheSchedule.Load(schedule)))
+            untrained.Save(dir.File("other.safetensors"));
+        using (var retrained = CacheChoice.Resolve($"{schedule}:ss={dir.File("other.safetensors")}", _pipeline, "ddim", 50))
+        using (var plain = CacheChoice.Resolve(schedule, _pipeline, "ddim", 50))
+        using (var besides = CacheChoice.Resolve(schedule + ":ss", _pipeline, "ddim", 50))
+        {
+            Assert.NotEqual(besides.Fingerprint, retrained.Fingerprint);
+            Assert.Equal(besides.Name, retrained.Name);
+            Assert.Equal("", plain.Fingerprint);
+        }
     }
 
     [Fact]
