@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The scale-shift experiments logged in docs/paper/scale-shift.md (issue #14), on DDIM 20 where a 150-step training takes
 # about 15 minutes on an idle 2-core machine.
-#   usage: docs/paper/scale-shift-runs.sh [t8m|tr4m|10x ...]      (default: t8m tr4m; DC="dotnet path/diffcache.dll";
-#          VARIANTS="paper output" trains and evaluates only those; VARIANT_10X=output picks the 10x recipe)
+#   usage: docs/paper/scale-shift-runs.sh [t8m|tr4m|10x|ship20|ship50 ...]      (default: t8m tr4m; DC="dotnet path/diffcache.dll";
+#          VARIANTS="paper output" trains and evaluates only those; VARIANT_10X=output picks the 10x recipe,
+#          SHIP_VARIANT=output the recipe ship20/ship50 train on the model's own schedules)
 # One schedule's five variants and its evaluation take about 1.5 to 2 hours idle (twice that beside another job with
 # OMP_NUM_THREADS=1); the 10x budget about 2.5 hours per schedule.
 # Results are small and kept in git, under docs/paper/scale-shift/<schedule>/: the schedule, each trained adjustment
@@ -33,12 +34,19 @@ schedule() {
   esac
 }
 
-# train SCHEDULE NAME [options]: one variant, its own checkpoints and output, held-out MSE on 16 trajectories.
+# train SCHEDULE NAME [options]: one variant on DDIM 20, its own checkpoints and output, held-out MSE on 16 trajectories.
 train() {
   local s=$1 name=$2; shift 2
-  [ -f "$keep/$s/$name.safetensors" ] && return 0
-  $DC train scaleshift --solver ddim --denoising-steps 20 --schedule "$keep/$s/schedule.json" --out "$keep/$s/$name.safetensors" \
-    --checkpoints "checkpoints/scale-shift/$s-$name" --eval-mse 16 "$@" 2>&1 | grep -v "^scaleshift: [0-9]" | tee "$keep/$s/$name.log"
+  train_on ddim 20 "$keep/$s/schedule.json" "$keep/$s" "$name" "$@"
+}
+
+# train_on SOLVER STEPS SCHEDULE FOLDER NAME [options]: FOLDER/NAME.safetensors and its log.
+train_on() {
+  local solver=$1 steps=$2 sched=$3 folder=$4 name=$5; shift 5
+  [ -f "$folder/$name.safetensors" ] && return 0
+  mkdir -p "$folder"
+  $DC train scaleshift --solver "$solver" --denoising-steps "$steps" --schedule "$sched" --out "$folder/$name.safetensors" \
+    --checkpoints "checkpoints/scale-shift/$(basename "$folder")-$name" --eval-mse 16 "$@" 2>&1 | grep -v "^scaleshift: [0-9]" | tee "$folder/$name.log"
 }
 
 # evaluate SCHEDULE NAME CONFIGS: FID/KID in both spaces over $samples samples per configuration, the first
@@ -56,10 +64,10 @@ evaluate() {
 # options VARIANT: the training options of each variant.
 options() {
   case $1 in
-    paper) echo "" ;;                                  # the paper's per-block loss, teacher on the student's sample (as shipped)
-    output) echo "--output-loss 0.5" ;;                # + the guided U-Net output's MSE
-    teacher) echo "--teacher-trajectory" ;;            # teacher on its own uncached trajectory, matched step by step
-    unroll4) echo "--unroll 4" ;;                      # gradient through 4 consecutive steps
+    paper) echo "--output-loss 0" ;;                   # the paper's per-block loss, teacher on the student's sample
+    output) echo "--output-loss 0.5" ;;                # + the guided U-Net output's MSE (train scaleshift's default since it won)
+    teacher) echo "--output-loss 0 --teacher-trajectory" ;;  # teacher on its own uncached trajectory, matched step by step
+    unroll4) echo "--output-loss 0 --unroll 4" ;;     # gradient through 4 consecutive steps
     # The sample itself: the guided output matched along the teacher's own uncached trajectory with the gradient through
     # all 20 steps, so the adjustment may learn to undo the drift the cache accumulates (which per-step matching cannot).
     trajectory) echo "--teacher-trajectory --unroll 20 --block-loss 0 --output-loss 1" ;;
@@ -94,12 +102,28 @@ tenfold() {
   done
 }
 
+# The winning recipe ($SHIP_VARIANT, default output) on the shipped schedules of SETTINGS (solver:steps ...), each
+# evaluated beside plain caching (first, the reference of every paired verdict) and the adjustment shipped before it.
+ship() {
+  local variant="${SHIP_VARIANT:-output}" opts setting solver steps folder
+  opts=$(options "$variant")
+  for setting in "$@"; do
+    solver=${setting%%:*} steps=${setting##*:}
+    folder="$keep/shipped-${solver/++/pp}-$steps"
+    # shellcheck disable=SC2086
+    train_on "$solver" "$steps" "models/fashion-ldm/cache/schedule-$solver-$steps.json" "$folder" "$variant" $opts
+    evaluate "$(basename "$folder")" eval "$solver:$steps:blockcache,$solver:$steps:blockcache:ss,$solver:$steps:models/fashion-ldm/cache/schedule-$solver-$steps.json:ss=$folder/$variant.safetensors"
+  done
+}
+
 for job in "${@:-t8m tr4m}"; do
   for j in $job; do
     case $j in
       t8m|tr4m) variants "$j" ;;
       10x) tenfold ;;
-      *) echo "usage: $0 [t8m|tr4m|10x ...]" >&2; exit 2 ;;
+      ship20) ship ddim:20 dpm++:20 ;;
+      ship50) ship ddim:50 dpm++:50 ;;
+      *) echo "usage: $0 [t8m|tr4m|10x|ship20|ship50 ...]" >&2; exit 2 ;;
     esac
   done
 done

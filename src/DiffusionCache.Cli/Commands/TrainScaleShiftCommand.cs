@@ -49,8 +49,9 @@ internal static class TrainScaleShiftCommand
         var outputLoss = new Option<double>("--output-loss")
         {
             Description = "weight of the MSE between the student's and the teacher's guided U-Net output (as the solver sees it); " +
+                "0: the paper's loss alone, which did not beat plain caching on the embedded model (docs/paper/scale-shift.md); " +
                 "--block-loss 0 --output-loss 1 trains on the output alone",
-            DefaultValueFactory = _ => 0.0,
+            DefaultValueFactory = _ => ScaleShiftDistillationOptions.Recommended.OutputLossWeight,
         };
         var unroll = new Option<int>("--unroll")
         {
@@ -98,7 +99,7 @@ internal static class TrainScaleShiftCommand
             bool shipped = scheduleOption is null;
             // The shipped adjustment's path and checkpoints belong to the shipped schedule with the default settings:
             // another schedule or a variant must not overwrite or resume them.
-            string tag = distillation.Tag;
+            string tag = distillation.TagAgainst(ScaleShiftDistillationOptions.Recommended);
             string scheduleStem = Path.GetFileNameWithoutExtension(schedulePath);
             string defaultOut = shipped && tag.Length == 0
                 ? Path.Combine(modelDir, "cache", $"scaleshift-{stem}.safetensors")

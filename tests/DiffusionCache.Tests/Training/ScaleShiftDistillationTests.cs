@@ -403,5 +403,10 @@ public class ScaleShiftDistillationTests
         Assert.Equal(summary.FinalBlockMse + 0.5 * summary.FinalOutputMse, summary.FinalLoss, 1e-4);
         Assert.Equal("out0.5-unroll2", variant.Tag);
         Assert.Equal("", ScaleShiftDistillationOptions.Default.Tag);
+        // Against the recommended recipe (the tool's default), the paper's loss alone is the variant.
+        Assert.Equal("unroll2", variant.TagAgainst(ScaleShiftDistillationOptions.Recommended));
+        Assert.Equal("out0", ScaleShiftDistillationOptions.Default.TagAgainst(ScaleShiftDistillationOptions.Recommended));
+        Assert.Equal("out0-student-teacher", ScaleShiftDistillationOptions.Default.TagAgainst(
+            ScaleShiftDistillationOptions.Recommended with { Teacher = DistillationTeacher.OwnTrajectory }));
     }
 }
