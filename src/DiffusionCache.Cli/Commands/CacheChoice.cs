@@ -11,8 +11,8 @@ namespace DiffusionCache.Cli.Commands;
 /// <summary>Turns a <c>--cache</c> argument (<see cref="CacheSpec"/>'s grammar, <see cref="CacheSpec.Help"/>) into a
 /// policy factory for a pipeline, solver and step count, validating it before any work. "blockcache" uses the schedule
 /// the model ships for that solver and step count (<c>cache/schedule-{solver}-{steps}.json</c>); "blockcache:ss" adds
-/// the scale-shift adjustment shipped for it (<c>cache/scaleshift-{solver}-{steps}.safetensors</c>; opt-in, so that
-/// "blockcache" is the paper's method as reports name it; docs/paper/scale-shift.md says where it wins). Without a schedule, "blockcache" falls back to
+/// the scale-shift adjustment shipped for it (<c>cache/scaleshift-{solver}-{steps}.safetensors</c>; named apart, so that
+/// "blockcache" is the paper's method as reports name it, and <see cref="Default"/> where no cache is named). Without a schedule, "blockcache" falls back to
 /// no cache and says so. The adaptive policies (blockcache-online, ucache) need nothing shipped.</summary>
 internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : IDisposable
 {
@@ -104,6 +104,15 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
         _ = DeepCachePlan.For(pipeline.UNet, branch);
         int order = spec.ForecastOrder;
         return new($"DeepCache {schedule} branch {branch}{Forecast(spec)}", () => new DeepCachePolicy(pipeline.UNet, schedule, branch, order));
+    }
+
+    /// <summary>The choice a command makes when the user names none: "blockcache:ss" where the model ships a schedule
+    /// and a scale-shift adjustment for this solver and step count (every shipped adjustment beats plain caching on the
+    /// embedded model, docs/paper/scale-shift.md), else "blockcache" (the schedule alone, or no cache without one).</summary>
+    public static string Default(LatentDiffusionPipeline pipeline, string? solver, int steps)
+    {
+        solver ??= Schedulers.Solvers.NameOf(pipeline.SolverClass(null));
+        return File.Exists(ShippedSchedule(pipeline, solver, steps)) && File.Exists(ShippedAdjustment(pipeline, solver, steps)) ? "blockcache:ss" : "blockcache";
     }
 
     public static string ShippedSchedule(LatentDiffusionPipeline pipeline, string solver, int steps) =>

@@ -27,7 +27,7 @@ internal static class GenerateCommand
         var guidance = new Option<double?>("--guidance") { Description = "classifier-free guidance scale (default 4 for the embedded model, 7.5 for text-to-image; 1 = off)" };
         var solver = new Option<string?>("--solver") { Description = "ddim, ddpm, plms, dpm++ or euler (default: ddim for the embedded model, the folder's own scheduler for text-to-image)" };
         var firstSeed = new Option<long>("--seed") { Description = "the first seed", DefaultValueFactory = _ => 0 };
-        var cache = new Option<string>("--cache") { Description = "cache policy: " + CacheSpec.Help + " (blockcache: the schedule the model ships for this solver and step count, in MODEL/cache/)", DefaultValueFactory = _ => "blockcache" };
+        var cache = new Option<string?>("--cache") { Description = "cache policy: " + CacheSpec.Help + " (blockcache: the schedule the model ships for this solver and step count, in MODEL/cache/; default: blockcache:ss where the model ships a scale-shift adjustment for them too, else blockcache)" };
         var prompt = new Option<string?>("--prompt") { Description = "text-to-image: the prompt (needs a Stable Diffusion --model)" };
         var negative = new Option<string?>("--negative-prompt") { Description = "text-to-image: what the image should not show (default: the empty prompt)" };
         var size = new Option<int?>("--size") { Description = "text-to-image: height and width in pixels (default: the U-Net's sample size times the VAE's factor)" };
@@ -55,18 +55,18 @@ internal static class GenerateCommand
                 return TextToImageJob.Run(new TextToImageArgs(modelDir, text, parse.GetValue(negative), parse.GetValue(output) ?? "out",
                     parse.GetValue(seeds), parse.GetValue(firstSeed), parse.GetValue(steps), parse.GetValue(guidance) ?? 7.5, parse.GetValue(solver),
                     parse.GetValue(height) ?? parse.GetValue(size), parse.GetValue(width) ?? parse.GetValue(size), parse.GetValue(perPrompt),
-                    parse.GetValue(clipSkip), parse.GetValue(cache)!) { ConfigDir = configDir, Load = load }, cancel);
+                    parse.GetValue(clipSkip), parse.GetValue(cache)) { ConfigDir = configDir, Load = load }, cancel);
             }
             if (text is not null || parse.GetValue(negative) is not null)
                 throw new DiffusionCacheException($"--prompt needs a Stable Diffusion folder or single-file checkpoint; {modelDir} is neither (no model_index.json naming a StableDiffusionPipeline or StableDiffusionXLPipeline)");
             return Execute(modelDir, parse.GetValue(output) ?? "out/samples.png", parse.GetValue(seeds), parse.GetValue(steps),
-                parse.GetValue(guidance) ?? 4.0, parse.GetValue(solver) ?? "ddim", parse.GetValue(firstSeed), parse.GetValue(cache)!, load, cancel);
+                parse.GetValue(guidance) ?? 4.0, parse.GetValue(solver) ?? "ddim", parse.GetValue(firstSeed), parse.GetValue(cache), load, cancel);
         })));
         return command;
     }
 
     private static int Execute(string modelDir, string output, int seeds, int steps, double guidance, string solver, long firstSeed,
-        string cacheChoice, PipelineLoadOptions load, CancellationToken cancel)
+        string? cacheChoice, PipelineLoadOptions load, CancellationToken cancel)
     {
         if (seeds < 1) throw new DiffusionCacheException("--seeds must be at least 1");
         AtomicFile.EnsureWritable(output);   // before any sampling, not after it
@@ -77,7 +77,7 @@ internal static class GenerateCommand
         double loadSeconds = clock.Elapsed.TotalSeconds;
         scheduler.SetTimesteps(steps);   // validates the step count before any work; PLMS runs one extra call
         int calls = scheduler.Timesteps.Count;
-        using var cache = CacheChoice.Resolve(cacheChoice, pipeline, solver, steps);
+        using var cache = CacheChoice.Resolve(cacheChoice ?? CacheChoice.Default(pipeline, solver, steps), pipeline, solver, steps);
 
         // One short untimed generation first, so that one-time costs (JIT, allocator warm-up) do not bias the timing.
         using (var warm = pipeline.CreateScheduler(solver))

@@ -11,7 +11,7 @@ namespace DiffusionCache.Cli.Commands;
 /// <summary>What <c>generate --model SD_FOLDER_OR_FILE --prompt …</c> asks for. <see cref="ModelDir"/> is a
 /// diffusers folder or a single-file checkpoint; <see cref="ConfigDir"/> describes the latter.</summary>
 internal sealed record TextToImageArgs(string ModelDir, string Prompt, string? NegativePrompt, string OutDir, int Seeds, long FirstSeed,
-    int Steps, double Guidance, string? Solver, int? Height, int? Width, int ImagesPerPrompt, int ClipSkip, string Cache)
+    int Steps, double Guidance, string? Solver, int? Height, int? Width, int ImagesPerPrompt, int ClipSkip, string? Cache)
 {
     public string? ConfigDir { get; init; }
     public PipelineLoadOptions? Load { get; init; }
@@ -32,7 +32,7 @@ internal static class TextToImageJob
         using var scheduler = pipeline.CreateScheduler(a.Solver);
         scheduler.SetTimesteps(a.Steps);   // validates the step count before any work
         int calls = scheduler.Timesteps.Count;
-        using var cache = CacheChoice.Resolve(a.Cache, pipeline, a.Solver, a.Steps);
+        using var cache = CacheChoice.Resolve(a.Cache ?? CacheChoice.Default(pipeline, a.Solver, a.Steps), pipeline, a.Solver, a.Steps);
         var call = new TextToImage
         {
             Prompts = [a.Prompt],

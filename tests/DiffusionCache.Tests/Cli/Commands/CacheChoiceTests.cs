@@ -43,6 +43,25 @@ public sealed class CacheChoiceTests : IDisposable
             () => CacheChoice.Resolve("blockcache:ss", _pipeline, "ddim", 37)).Message);
     }
 
+    [Theory]
+    [InlineData("ddim", 50, "blockcache:ss")]
+    [InlineData("ddim", 20, "blockcache:ss")]
+    [InlineData("dpm++", 50, "blockcache:ss")]
+    [InlineData("dpm++", 20, "blockcache:ss")]
+    [InlineData("ddim", 37, "blockcache")]   // nothing shipped: blockcache, which then samples uncached
+    [InlineData("plms", 50, "blockcache")]
+    public void The_default_adds_scale_shift_wherever_the_model_ships_an_adjustment(string solver, int steps, string expected)
+    {
+        Assert.Equal(expected, CacheChoice.Default(_pipeline, solver, steps));
+    }
+
+    [Fact]
+    public void The_default_without_a_solver_reads_the_pipelines_own_scheduler()
+    {
+        // The embedded model's scheduler_config is DDIM: the same choice as naming it.
+        Assert.Equal(CacheChoice.Default(_pipeline, "ddim", 50), CacheChoice.Default(_pipeline, null, 50));
+    }
+
     [Fact]
     public void Blockcache_with_a_delta_builds_the_schedule_from_the_shipped_profile()
     {
