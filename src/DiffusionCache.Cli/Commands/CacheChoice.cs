@@ -19,8 +19,9 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
     /// <summary>What the policies share and the choice owns (a loaded scale-shift adjustment).</summary>
     private IDisposable? Owned { get; init; }
 
-    /// <summary>What <see cref="Name"/> leaves out that changes the samples: the first 16 hex digits of the scale-shift
-    /// adjustment file's SHA-256 (a retrained adjustment keeps its name); empty without one.</summary>
+    /// <summary>What <see cref="Name"/> leaves out that changes the samples: for Block Caching, the first 16 hex digits of
+    /// the SHA-256 of its schedule and scale-shift adjustment (a retrained adjustment or another schedule with the same δ
+    /// and skipped share keeps the name); empty for the policies their name describes in full.</summary>
     public string Fingerprint { get; init; } = "";
 
     public void Dispose() => Owned?.Dispose();
@@ -124,6 +125,16 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
     public static string ShippedAdjustment(LatentDiffusionPipeline pipeline, string solver, int steps) =>
         Path.Combine(pipeline.Folder, "cache", $"scaleshift-{solver}-{steps}.safetensors");
 
+    /// <summary>The schedule's content and the adjustment file's bytes, hashed: the name says only δ and the skipped
+    /// share, which two different schedules (another profile, a hand-edited file) or a retrained adjustment can share.</summary>
+    private static string Hash(CacheSchedule schedule, string? adjustmentPath)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        hash.AppendData(System.Text.Encoding.UTF8.GetBytes(schedule.ToJson()));
+        if (adjustmentPath is not null) hash.AppendData(File.ReadAllBytes(adjustmentPath));
+        return Convert.ToHexStringLower(hash.GetHashAndReset())[..16];
+    }
+
     private static CacheChoice FromSchedule(string path, LatentDiffusionPipeline pipeline, string solverClass, int steps,
         int forecastOrder, string? adjustmentPath = null) =>
         FromSchedule(CacheSchedule.Load(path), pipeline, solverClass, steps, forecastOrder, adjustmentPath);
@@ -142,7 +153,7 @@ internal sealed record CacheChoice(string Name, Func<ICachePolicy>? Create) : ID
         return new(name, () => new BlockCachePolicy(pipeline.UNet, schedule, solverClass, adjustment: adjustment, forecastOrder: forecastOrder))
         {
             Owned = adjustment,
-            Fingerprint = adjustmentPath is null ? "" : Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(adjustmentPath)))[..16],
+            Fingerprint = Hash(schedule, adjustmentPath),
         };
     }
 }

@@ -108,8 +108,27 @@ public sealed class CacheChoiceTests : IDisposable
         {
             Assert.NotEqual(besides.Fingerprint, retrained.Fingerprint);
             Assert.Equal(besides.Name, retrained.Name);
-            Assert.Equal("", plain.Fingerprint);
+            Assert.Matches("^[0-9a-f]{16}$", plain.Fingerprint);
+            Assert.NotEqual(besides.Fingerprint, plain.Fingerprint);
         }
+    }
+
+    [Fact]
+    public void Two_schedules_with_the_same_delta_and_skipped_share_have_the_same_name_but_not_the_same_fingerprint()
+    {
+        using var dir = new TempFolder();
+        var shipped = CacheSchedule.Load(Repository.Path("models", "fashion-ldm", "cache", "schedule-ddim-50.json"));
+        // Two blocks' compute steps swapped: the same δ and number of computed blocks, other samples.
+        int first = 0, second = Enumerable.Range(1, shipped.Blocks.Count - 1).First(b => !shipped.ComputeSteps[b].SequenceEqual(shipped.ComputeSteps[0]));
+        var steps = shipped.ComputeSteps.ToList();
+        (steps[first], steps[second]) = (steps[second], steps[first]);
+        (shipped with { ComputeSteps = steps }).Save(dir.File("swapped.json"));
+        using var original = CacheChoice.Resolve("blockcache", _pipeline, "ddim", 50);
+        using var swapped = CacheChoice.Resolve(dir.File("swapped.json"), _pipeline, "ddim", 50);
+        Assert.Equal(original.Name, swapped.Name);
+        Assert.NotEqual(original.Fingerprint, swapped.Fingerprint);
+        using var again = CacheChoice.Resolve("blockcache:" + shipped.Delta!.Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture), _pipeline, "ddim", 50);
+        Assert.Equal(original.Fingerprint, again.Fingerprint);   // rebuilt from the shipped profile at its δ: the same schedule
     }
 
     [Fact]
