@@ -14,13 +14,14 @@ namespace DiffusionCache.Evaluation;
 /// <param name="Guidance">Guidance scale.</param>
 /// <param name="Batch">Samples per sampling batch.</param>
 /// <param name="Cache">The cache setting as given.</param>
-/// <param name="CacheName">The cache setting as resolved (names the schedule's δ and skipped share, so a changed
-/// schedule file is a different setting).</param>
+/// <param name="CacheName">The cache setting as resolved (names the schedule's δ and skipped share; its content is
+/// in <see cref="CacheFingerprint"/>).</param>
 /// <param name="Dtype">The compute type of the pipeline.</param>
 public sealed record SampleSetting(string Model, string Solver, int Steps, double Guidance, int Batch, string Cache, string CacheName, string Dtype)
 {
-    /// <summary>What changes the samples that <see cref="CacheName"/> does not name: the content hash of a trained
-    /// file the cache uses (a scale-shift adjustment), so a retrained file is another setting; empty where none.</summary>
+    /// <summary>What changes the samples that <see cref="CacheName"/> does not name: a content hash of what the cache
+    /// loads (a Block Caching schedule and its scale-shift adjustment), so a changed or retrained file is another
+    /// setting; empty where the name says it all.</summary>
     public string CacheFingerprint { get; init; } = "";
 
     /// <summary>The setting as one line (what the key hashes and a stored batch records). Without a fingerprint it is
