@@ -5,7 +5,7 @@
 #          VARIANTS="paper output" trains and evaluates only those; VARIANT_10X=output picks the 10x recipe,
 #          SHIP_VARIANT=output the recipe ship20/ship50 train on the model's own schedules)
 # One schedule's five variants and its evaluation take about 1.5 to 2 hours idle (twice that beside another job with
-# OMP_NUM_THREADS=1); the 10x budget about 2.5 hours per schedule.
+# OMP_NUM_THREADS=1); the 10x budget about 70 minutes of training and 10 of evaluation.
 # Results are small and kept in git, under docs/paper/scale-shift/<schedule>/: the schedule, each trained adjustment
 # (settings, training time and held-out MSE in its metadata) with its log, and the merged eval.json. Work in flight
 # is git-ignored: training checkpoints in checkpoints/scale-shift/, evaluation shards in runs/scale-shift/. Every
@@ -99,6 +99,8 @@ tenfold() {
     # shellcheck disable=SC2086
     train "$s" "${variant}10x" --steps 1500 $opts
     evaluate "$s" eval-10x "ddim:20:$keep/$s/schedule.json,ddim:20:$keep/$s/schedule.json:ss=$keep/$s/${variant}10x.safetensors"
+    # and paired against the same recipe at 150 steps, on the same seeds
+    evaluate "$s" eval-10x-vs-1x "ddim:20:$keep/$s/schedule.json:ss=$keep/$s/$variant.safetensors,ddim:20:$keep/$s/schedule.json:ss=$keep/$s/${variant}10x.safetensors"
   done
 }
 
