@@ -128,7 +128,7 @@ internal static class ReportCommand
             Console.WriteLine($"samples and scores are in {setup.Study.Store.Folder}; run again without --sample-only on an idle machine for the same-latency rows, the timings and the report");
             return 0;
         }
-        var rows = setup.Study.Measure(RowOrder(tablePoints, matched), null, cancel);
+        var rows = setup.Measure(RowOrder(tablePoints, matched), cancel);
         Console.WriteLine($"Table 1: {rows.Count} rows x {s.Samples} samples scored ({clock.Elapsed.TotalMinutes:0} min)");
         foreach (var p in fig7Points) fig7Study.Images(p, null, cancel);
 

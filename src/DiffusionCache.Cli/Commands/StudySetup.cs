@@ -111,13 +111,17 @@ internal sealed class StudySetup : IDisposable
     public IReadOnlyList<StudyPoint> Points { get; private set; } = [];
 
     /// <summary>Samples and scores every point with a progress bar per point.</summary>
-    public IReadOnlyList<StudyResult> Measure(CancellationToken cancel)
+    public IReadOnlyList<StudyResult> Measure(CancellationToken cancel) => Measure(Points, cancel);
+
+    /// <summary>Samples and scores <paramref name="points"/> (resolved here or added to them), with progress: a bar on a
+    /// terminal, a line every few seconds in a log.</summary>
+    public IReadOnlyList<StudyResult> Measure(IReadOnlyList<StudyPoint> points, CancellationToken cancel)
     {
-        long total = (long)Points.Count * Study.Samples;
+        long total = (long)points.Count * Study.Samples;
         return ProgressView.Run("sampling and scoring", total, p =>
         {
             var done = new Dictionary<string, long>();
-            return Study.Measure(Points, new Reporter<(string Point, long Samples)>(x =>
+            return Study.Measure(points, new Reporter<(string Point, long Samples)>(x =>
             {
                 done[x.Point] = x.Samples;
                 p.Report((done.Values.Sum(), x.Point));
