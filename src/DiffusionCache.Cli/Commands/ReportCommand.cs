@@ -178,6 +178,9 @@ internal static class ReportCommand
                 $"+ scale-shift {F(paper.ScaleShift.Fid, "0.00")} ({F(paper.ScaleShift.Speedup, "0.00")}x).");
             var verdicts = list.Select(c => $"{c.Text}: {SampleQuality.Compare(c.First.Quality, c.Second.Quality).Describe(Short(c.First), Short(c.Second))}").ToList();
             md.AppendLine();
+            // The bullets judge the paired differences, which can lie apart where the table's own intervals overlap.
+            md.AppendLine("Paired bootstrap (same seeds, same resamples; the intervals are those of the difference between the two rows):");
+            md.AppendLine();
             foreach (var v in verdicts) md.AppendLine($"- {v}");
             string fig6 = $"fig6-{solver.Replace("++", "pp")}-{steps}.png";
             Fig6(setup.Study, group, Path.Combine(s.Out, fig6), $"{Label(solver)} {steps}: the four rows of Table 1 on the same seeds; below, the 16x16 region where they differ most, enlarged");

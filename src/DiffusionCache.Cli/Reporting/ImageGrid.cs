@@ -16,7 +16,9 @@ internal static class ImageGrid
         using var pixels = ((images.detach().to(ScalarType.Float32, CPU).clamp(-1, 1) + 1) * 127.5).round().to(ScalarType.Byte);
         var bytes = pixels.data<byte>().ToArray();
 
-        const int pad = 4, labelWidth = 110, headerHeight = 22;
+        const int pad = 4, headerHeight = 22;
+        using var font = new SKFont(SKTypeface.Default, 13);
+        int labelWidth = LabelWidth(font, rowLabels, pad);
         int titleHeight = title is null ? 0 : 26;
         int cell = Math.Max(h, w) * scale;
         int width = labelWidth + columns * (cell + pad) + pad;
@@ -24,7 +26,6 @@ internal static class ImageGrid
         using var bitmap = new SKBitmap(width, height);
         using var canvas = new SKCanvas(bitmap);
         canvas.Clear(SKColors.White);
-        using var font = new SKFont(SKTypeface.Default, 13);
         using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
         if (title is not null)
         {
@@ -57,6 +58,10 @@ internal static class ImageGrid
         using var png = image.Encode(SKEncodedImageFormat.Png, 100);
         AtomicFile.Write(path, s => png.SaveTo(s));
     }
+
+    /// <summary>The row-label column: 110 px, or wider so that the longest label is not cut off by the first image.</summary>
+    internal static int LabelWidth(SKFont font, IReadOnlyList<string> rowLabels, int pad) =>
+        Math.Max(110, (int)Math.Ceiling(rowLabels.Select(l => font.MeasureText(l)).DefaultIfEmpty(0).Max()) + 2 * pad);
 
     private static SKColor Gray(byte v) => new(v, v, v);
 }
