@@ -1,12 +1,14 @@
 using DiffusionCache.Cli;
 using DiffusionCache.Cli.Commands;
+using DiffusionCache.Evaluation;
 using DiffusionCache.Tests.TestSupport;
 
 namespace DiffusionCache.Tests.Cli.Commands;
 
 /// <summary><c>diffcache report</c>: the rows of the paper's Table 1 for both solvers and step counts, Fig. 7's δ
 /// sweep sharing the frontier's samples, and a model without the schedules the report needs refused before any
-/// work, saying how to make them.</summary>
+/// work, saying how to make them; the same-latency row's choice stated, and flagged where the final timing puts it
+/// at another speed.</summary>
 public sealed class ReportCommandTests
 {
     [Fact]
@@ -44,5 +46,19 @@ public sealed class ReportCommandTests
         Assert.Contains("train scaleshift --solver dpm++", output);
         Assert.False(Directory.Exists(dir.File("paper")));
         Assert.False(Directory.Exists(dir.File("store")));
+    }
+
+    [Fact]
+    public void The_same_latency_row_says_how_it_was_chosen_and_whether_the_final_timing_still_agrees()
+    {
+        var chosen = new Interval(1.54, 1.40, 1.70);
+        string agrees = ReportCommand.SameLatency(20, chosen, 13, new Interval(1.50, 1.45, 1.55), new Interval(1.52, 1.30, 1.60));
+        Assert.StartsWith("Same latency: 20 steps / 1.54x (Block Caching's speedup in the first timing phase, range 1.40–1.70) ≈ 13 steps", agrees);
+        Assert.EndsWith("within Block Caching's range of rounds.", agrees);
+        string faster = ReportCommand.SameLatency(20, chosen, 13, new Interval(1.57, 1.42, 1.70), new Interval(1.36, 1.17, 1.43));
+        Assert.Contains("outside Block Caching's range of rounds (1.17–1.43)", faster);
+        Assert.Contains("read this row as faster than Block Caching", faster);
+        string slower = ReportCommand.SameLatency(50, new Interval(1.8, 1.6, 2.0), 28, new Interval(1.40, 1.3, 1.5), new Interval(1.90, 1.80, 2.00));
+        Assert.Contains("read this row as slower than Block Caching", slower);
     }
 }
