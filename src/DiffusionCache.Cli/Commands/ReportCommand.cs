@@ -238,7 +238,6 @@ internal static class ReportCommand
         return 0;
     }
 
-    /// <summary>Baseline, same-latency baseline, Block Caching, + scale-shift: the order of the paper's rows.</summary>
     /// <summary>How the same-latency row's step count was chosen, and whether the final timing still puts it at Block
     /// Caching's speed: the two phases are minutes apart, and a drifting machine can move the ratios between them.</summary>
     internal static string SameLatency(int steps, Interval chosenFrom, int fewer, Interval fewerFinal, Interval cachedFinal)
@@ -253,6 +252,7 @@ internal static class ReportCommand
             : ", within Block Caching's range of rounds.");
     }
 
+    /// <summary>Baseline, same-latency baseline, Block Caching, + scale-shift: the order of the paper's rows.</summary>
     private static List<StudyPoint> RowOrder(IReadOnlyList<StudyPoint> table, IReadOnlyList<StudyPoint> matched) =>
         [.. Settings.SelectMany(x =>
         {
